@@ -1,0 +1,126 @@
+"""bronze: the month's CSV rows as read, every column as text, with lineage."""
+
+from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
+from dagster_pyspark import LazyPySparkResource
+
+from cvm210_assets import PIPELINE_VERSION
+from cvm210_assets.assets.common import (
+    SKIPPED,
+    BlockingCheckFailed,
+    Check,
+    Outcome,
+    blocking_failures,
+    fingerprint,
+    is_current,
+    markdown_table,
+    month_of,
+    now_utc,
+    outcomes_from_record,
+    require,
+    table_schema,
+)
+from cvm210_assets.assets.ingestion import S3_CSV, s3_csv_partition
+from cvm210_assets.lake.schemas import BRONZE_LINEAGE
+from cvm210_assets.partitions import monthly_partitions
+from cvm210_assets.resources import Lake
+from cvm210_assets.source.layouts import LAYOUTS
+from cvm210_assets.transforms.bronze import bronze_rows
+
+BRONZE = "bronze"
+
+ALL_LINES_LOADED = Check(
+    "all_csv_rows_loaded",
+    "Bronze holds exactly one row per non-empty data line of the month's CSV.",
+)
+CHECKS = (ALL_LINES_LOADED,)
+
+
+@asset(
+    deps=[s3_csv_partition],
+    partitions_def=monthly_partitions,
+    group_name="lakehouse",
+    kinds={"spark", "delta"},
+    code_version=PIPELINE_VERSION,
+    check_specs=[c.spec(BRONZE) for c in CHECKS],
+    metadata={
+        "dagster/column_schema": table_schema(
+            BRONZE_LINEAGE,
+            extra=[("<source columns>", "string", "Every column of the CSV header, as read")],
+        ),
+        "dagster/table_name": "cvm_p210.bronze_inf_diario",
+    },
+    description=(
+        "Delta table of the CSV rows as read: source columns as text (new columns arrive by"
+        " schema evolution) plus lineage. The month is replaced as a whole; earlier versions"
+        " stay reachable by time travel."
+    ),
+)
+def bronze(context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResource):
+    month = month_of(context)
+    state = lake.state
+    csv = require(state, S3_CSV, month)
+    wanted = fingerprint(csv["csv_sha256"])
+    previous = state.get(BRONZE, month)
+    if is_current(previous, wanted):
+        context.log.info(f"{month}: bronze already holds CSV {csv['csv_sha256'][:12]}; skipped")
+        for outcome in outcomes_from_record(CHECKS, previous):
+            yield outcome.result(BRONZE, note="unchanged input: verdict of the run that loaded it")
+        yield MaterializeResult(
+            data_version=DataVersion(csv["csv_sha256"]),
+            metadata={SKIPPED: True, "dagster/row_count": previous["rows"]},
+        )
+        return
+
+    spark = pyspark.spark_session
+    layout = LAYOUTS[csv["layout"]]
+    with lake.storage.local_copy(csv["csv_key"]) as path:
+        lines = spark.read.option("lineSep", "\n").text(str(path))
+        rows = bronze_rows(
+            lines, layout, month, csv["csv_key"], csv["csv_sha256"], now_utc()
+        ).persist()
+        try:
+            count = rows.count()
+            outcomes = [
+                Outcome(
+                    ALL_LINES_LOADED,
+                    count == csv["rows"],
+                    {"bronze_rows": count, "csv_data_lines": csv["rows"]},
+                )
+            ]
+            for outcome in outcomes:
+                yield outcome.result(BRONZE)
+            if failures := blocking_failures(outcomes):
+                raise BlockingCheckFailed(
+                    f"bronze {month} not written: {failures[0].check.name} failed"
+                    f" ({failures[0].metadata})"
+                )
+            write = lake.tables.replace_month(
+                BRONZE, rows, month, {"cvm210.month": month.key, **wanted}
+            )
+            preview = [r.asDict() for r in rows.limit(5).collect()]
+        finally:
+            rows.unpersist()
+    state.put(
+        BRONZE,
+        month,
+        {
+            **wanted,
+            "rows": count,
+            "delta_version": write.version,
+            "layout": layout.name,
+            "checks": [o.record() for o in outcomes],
+        },
+    )
+    yield MaterializeResult(
+        data_version=DataVersion(csv["csv_sha256"]),
+        metadata={
+            "dagster/row_count": count,
+            "delta_version": write.version,
+            "table": MetadataValue.path(lake.tables.uri(BRONZE)),
+            "layout": layout.name,
+            "source": csv["csv_key"],
+            "source_sha256": csv["csv_sha256"],
+            "preview": markdown_table(preview, [*layout.columns, "numero_linha"]),
+            SKIPPED: False,
+        },
+    )

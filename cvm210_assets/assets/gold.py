@@ -1,0 +1,153 @@
+"""gold_kpis: fund-flow KPIs per fund and month, recomputed from the month's silver."""
+
+from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
+from dagster_pyspark import LazyPySparkResource
+from pyspark.sql import functions as F
+
+from cvm210_assets import PIPELINE_VERSION
+from cvm210_assets.assets.common import (
+    SKIPPED,
+    BlockingCheckFailed,
+    Check,
+    Outcome,
+    blocking_failures,
+    fingerprint,
+    is_current,
+    markdown_table,
+    month_of,
+    now_utc,
+    outcomes_from_record,
+    require,
+    table_schema,
+)
+from cvm210_assets.assets.silver import SILVER_ASSET
+from cvm210_assets.lake.raw_zone import csv_key
+from cvm210_assets.lake.schemas import GOLD
+from cvm210_assets.partitions import monthly_partitions
+from cvm210_assets.resources import Lake
+from cvm210_assets.transforms.gold import kpis
+from cvm210_assets.transforms.quality import GoldQuality, gold_quality
+
+GOLD_ASSET = "gold_kpis"
+
+TOTALS_MATCH_SILVER = Check(
+    "gold_totals_equal_silver_sums",
+    "Σ total_captacao, Σ total_resgate, Σ fluxo_liquido and Σ dias_com_informe equal the"
+    " month's silver sums and row count, to the cent.",
+)
+ONE_ROW_PER_KEY = Check(
+    "one_gold_row_per_key", "One gold row per (cnpj_fundo, id_subclasse, ano, mes)."
+)
+CHECKS = (TOTALS_MATCH_SILVER, ONE_ROW_PER_KEY)
+TOTAL_NAMES = ("captacao", "resgate", "fluxo_liquido", "dias_com_informe")
+
+
+def evaluate(quality: GoldQuality) -> list[Outcome]:
+    totals = {
+        f"{name}_gold": str(g) for name, g in zip(TOTAL_NAMES, quality.gold_totals, strict=True)
+    } | {
+        f"{name}_silver": str(s) for name, s in zip(TOTAL_NAMES, quality.silver_totals, strict=True)
+    }
+    return [
+        Outcome(TOTALS_MATCH_SILVER, quality.gold_totals == quality.silver_totals, totals),
+        Outcome(
+            ONE_ROW_PER_KEY, quality.duplicate_keys == 0, {"duplicate_keys": quality.duplicate_keys}
+        ),
+    ]
+
+
+@asset(
+    deps=[SILVER_ASSET],
+    partitions_def=monthly_partitions,
+    group_name="lakehouse",
+    kinds={"spark", "delta"},
+    code_version=PIPELINE_VERSION,
+    check_specs=[c.spec(GOLD_ASSET) for c in CHECKS],
+    metadata={
+        "dagster/column_schema": table_schema(GOLD),
+        "dagster/table_name": "cvm_p210.gold_cvm210_analytics",
+    },
+    description=(
+        "One row per fund (class or subclass) and month: inflows, outflows, net flow, average"
+        " net assets, quota return, holders, outflow-risk flags. Sums are exact DECIMALs."
+    ),
+)
+def gold_kpis(context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResource):
+    month = month_of(context)
+    state = lake.state
+    silver_state = require(state, SILVER_ASSET, month)
+    wanted = fingerprint(silver_state["source_sha256"])
+    previous = state.get(GOLD_ASSET, month)
+    if is_current(previous, wanted):
+        context.log.info(f"{month}: gold already reflects this silver; skipped")
+        for outcome in outcomes_from_record(CHECKS, previous):
+            yield outcome.result(GOLD_ASSET, note="unchanged input: verdict of the last load")
+        yield MaterializeResult(
+            data_version=DataVersion(wanted["source_sha256"]),
+            metadata={SKIPPED: True, "dagster/row_count": previous["rows"]},
+        )
+        return
+
+    spark = pyspark.spark_session
+    source = lake.tables.read_month(spark, SILVER_ASSET, month).persist()
+    try:
+        gold = kpis(
+            source, csv_key(month), wanted["source_sha256"], PIPELINE_VERSION, now_utc()
+        ).persist()
+        outcomes = evaluate(gold_quality(gold, source))
+        for outcome in outcomes:
+            yield outcome.result(GOLD_ASSET)
+        if failures := blocking_failures(outcomes):
+            raise BlockingCheckFailed(
+                f"gold_kpis {month} not written (table left as it was): "
+                + "; ".join(f"{f.check.name} failed {f.metadata}" for f in failures)
+            )
+        write = lake.tables.replace_month(
+            GOLD_ASSET,
+            gold.orderBy("cnpj_fundo", "id_subclasse"),
+            month,
+            {"cvm210.month": month.key, **wanted},
+        )
+        summary = gold.agg(
+            F.sum(F.col("em_risco").cast("int")), F.sum("fluxo_liquido"), F.sum("total_resgate")
+        ).first()
+        top_outflows = [
+            r.asDict()
+            for r in gold.where("fluxo_liquido < 0").orderBy("fluxo_liquido").limit(10).collect()
+        ]
+    finally:
+        source.unpersist()
+    state.put(
+        GOLD_ASSET,
+        month,
+        {
+            **wanted,
+            "rows": write.rows,
+            "delta_version": write.version,
+            "checks": [o.record() for o in outcomes],
+        },
+    )
+    yield MaterializeResult(
+        data_version=DataVersion(wanted["source_sha256"]),
+        metadata={
+            "dagster/row_count": write.rows,
+            "funds_in_net_outflow": summary[0] or 0,
+            "net_flow_total": str(summary[1] or 0),
+            "outflow_total": str(summary[2] or 0),
+            "delta_version": write.version,
+            "table": MetadataValue.path(lake.tables.uri(GOLD_ASSET)),
+            "largest_net_outflows": markdown_table(
+                top_outflows,
+                [
+                    "cnpj_fundo",
+                    "id_subclasse",
+                    "tp_fundo",
+                    "fluxo_liquido",
+                    "total_resgate",
+                    "patrimonio_medio",
+                    "fluxo_liquido_pct_pl",
+                ],
+            ),
+            SKIPPED: False,
+        },
+    )

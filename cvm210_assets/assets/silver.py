@@ -1,0 +1,251 @@
+"""silver and silver_rejects: bronze judged, cleaned and deduplicated, merged month by month."""
+
+from dagster import (
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetSpec,
+    DataVersion,
+    MaterializeResult,
+    MetadataValue,
+    multi_asset,
+)
+from dagster_pyspark import LazyPySparkResource
+
+from cvm210_assets import PIPELINE_VERSION
+from cvm210_assets.assets.bronze import BRONZE, bronze
+from cvm210_assets.assets.common import (
+    SKIPPED,
+    BlockingCheckFailed,
+    Check,
+    Outcome,
+    blocking_failures,
+    fingerprint,
+    is_current,
+    markdown_table,
+    month_of,
+    now_utc,
+    outcomes_from_record,
+    require,
+    table_schema,
+)
+from cvm210_assets.lake.schemas import SILVER, SILVER_KEY, SILVER_REJECTS, SILVER_VALUES
+from cvm210_assets.partitions import monthly_partitions
+from cvm210_assets.resources import Lake
+from cvm210_assets.source.layouts import LAYOUTS
+from cvm210_assets.transforms.quality import SilverQuality, silver_quality
+from cvm210_assets.transforms.silver import REJECT_REASONS, judge, rejected_rows, silver_rows
+
+SILVER_ASSET = "silver"
+REJECTS_ASSET = "silver_rejects"
+
+REQUIRED_FIELDS = Check(
+    "required_fields_present", "Every silver row has cnpj_fundo, dt_comptc and vl_patrim_liq."
+)
+NET_ASSETS_POSITIVE = Check("net_assets_positive", "No silver row has vl_patrim_liq <= 0.")
+KEY_UNIQUE = Check("key_unique", "One silver row per (cnpj_fundo, id_subclasse, dt_comptc).")
+ROWS_ACCOUNTED = Check(
+    "bronze_rows_equal_silver_plus_rejects",
+    "Every bronze row of the month is in silver or in silver_rejects: none lost, none twice.",
+)
+DATES_IN_MONTH = Check("dates_in_partition_month", "Every dt_comptc lies in the partition's month.")
+CNPJ_CHECK_DIGITS = Check(
+    "cnpj_check_digits_valid",
+    "CNPJs have valid check digits. A warning only: the rows are kept, CVM's key is the CNPJ.",
+    blocking=False,
+    severity=AssetCheckSeverity.WARN,
+)
+CHECKS = (
+    REQUIRED_FIELDS,
+    NET_ASSETS_POSITIVE,
+    KEY_UNIQUE,
+    ROWS_ACCOUNTED,
+    DATES_IN_MONTH,
+    CNPJ_CHECK_DIGITS,
+)
+
+
+def evaluate(quality: SilverQuality, bronze_rows: int, rejected: int) -> list[Outcome]:
+    """Turn the measures into check outcomes; pure, so the checks themselves are testable."""
+    return [
+        Outcome(
+            REQUIRED_FIELDS,
+            quality.missing_required == 0,
+            {"rows_missing_fields": quality.missing_required},
+        ),
+        Outcome(
+            NET_ASSETS_POSITIVE,
+            quality.non_positive_net_assets == 0,
+            {"rows_with_net_assets_le_0": quality.non_positive_net_assets},
+        ),
+        Outcome(
+            KEY_UNIQUE, quality.duplicate_keys == 0, {"duplicate_keys": quality.duplicate_keys}
+        ),
+        Outcome(
+            ROWS_ACCOUNTED,
+            bronze_rows == quality.rows + rejected,
+            {"bronze_rows": bronze_rows, "silver_rows": quality.rows, "rejected_rows": rejected},
+        ),
+        Outcome(
+            DATES_IN_MONTH,
+            quality.outside_month == 0,
+            {"rows_outside_month": quality.outside_month},
+        ),
+        Outcome(
+            CNPJ_CHECK_DIGITS,
+            quality.bad_cnpj_check_digits == 0,
+            {
+                "cnpjs_with_bad_check_digits": quality.bad_cnpj_check_digits,
+                "examples": ", ".join(quality.bad_cnpj_examples),
+            },
+        ),
+    ]
+
+
+@multi_asset(
+    specs=[
+        AssetSpec(
+            SILVER_ASSET,
+            deps=[bronze],
+            partitions_def=monthly_partitions,
+            group_name="lakehouse",
+            kinds={"spark", "delta"},
+            code_version=PIPELINE_VERSION,
+            description=(
+                "One canonical schema for all layouts: typed, exact DECIMALs, deduplicated"
+                " (last row of the file wins). A restated month is MERGEd: rows updated,"
+                " inserted and deleted; Delta history keeps the old state."
+            ),
+            metadata={
+                "dagster/column_schema": table_schema(SILVER),
+                "dagster/table_name": "cvm_p210.silver_inf_diario",
+            },
+        ),
+        AssetSpec(
+            REJECTS_ASSET,
+            deps=[bronze],
+            partitions_def=monthly_partitions,
+            group_name="lakehouse",
+            kinds={"spark", "delta"},
+            code_version=PIPELINE_VERSION,
+            description=(
+                "Bronze rows that failed validation, as read, with the reason (motivo) and what"
+                " was wrong (detalhe). Bronze rows = silver rows + rejected rows, every month."
+            ),
+            metadata={
+                "dagster/column_schema": table_schema(SILVER_REJECTS),
+                "dagster/table_name": "cvm_p210.silver_rejects",
+            },
+        ),
+    ],
+    check_specs=[c.spec(SILVER_ASSET) for c in CHECKS],
+)
+def silver(context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResource):
+    month = month_of(context)
+    state = lake.state
+    bronze_state = require(state, BRONZE, month)
+    wanted = fingerprint(bronze_state["source_sha256"])
+    previous = state.get(SILVER_ASSET, month)
+    if is_current(previous, wanted):
+        context.log.info(f"{month}: silver already reflects this bronze; skipped")
+        for outcome in outcomes_from_record(CHECKS, previous):
+            yield outcome.result(SILVER_ASSET, note="unchanged input: verdict of the last load")
+        for asset, rows in (
+            (SILVER_ASSET, previous["rows"]),
+            (REJECTS_ASSET, previous["rejected"]),
+        ):
+            yield MaterializeResult(
+                asset_key=asset,
+                data_version=DataVersion(wanted["source_sha256"]),
+                metadata={SKIPPED: True, "dagster/row_count": rows},
+            )
+        return
+
+    spark = pyspark.spark_session
+    layout = LAYOUTS[bronze_state["layout"]]
+    processed_at = now_utc()
+    source = lake.tables.read_month(spark, BRONZE, month)
+    judged = judge(source, layout, month).persist()
+    try:
+        clean = silver_rows(judged, PIPELINE_VERSION, processed_at).persist()
+        rejects = rejected_rows(judged, layout, PIPELINE_VERSION, processed_at)
+        by_reason = dict(rejects.groupBy("motivo").count().collect())
+        rejected = sum(by_reason.values())
+        bronze_count = lake.tables.month_rows(BRONZE, month)
+        outcomes = evaluate(silver_quality(clean, month), bronze_count, rejected)
+        for outcome in outcomes:
+            yield outcome.result(SILVER_ASSET)
+        if failures := blocking_failures(outcomes):
+            raise BlockingCheckFailed(
+                f"silver {month} not written (tables left as they were): "
+                + "; ".join(f"{f.check.name} failed {f.metadata}" for f in failures)
+            )
+        commit = {"cvm210.month": month.key, **wanted}
+        # Rejects first: silver's state record is written last and marks the month done.
+        rejects_write = lake.tables.replace_month(REJECTS_ASSET, rejects, month, commit)
+        silver_write = lake.tables.merge_month(
+            SILVER_ASSET, clean.orderBy(*SILVER_KEY), month, SILVER_KEY, SILVER_VALUES, commit
+        )
+        changes = _changes(silver_write.metrics)
+        if changes["updated"] or changes["deleted"]:
+            lake.tables.cluster_month(SILVER_ASSET, month, ("cnpj_fundo",))
+        silver_count = silver_write.rows
+        preview = [r.asDict() for r in clean.orderBy(*SILVER_KEY).limit(5).collect()]
+        rejects_preview = [r.asDict() for r in rejects.orderBy("numero_linha").limit(10).collect()]
+    finally:
+        judged.unpersist()
+    state.put(
+        SILVER_ASSET,
+        month,
+        {
+            **wanted,
+            "rows": silver_count,
+            "rejected": rejected,
+            "rejected_by_reason": by_reason,
+            "changes": changes,
+            "delta_version": lake.tables.version(SILVER_ASSET),
+            "checks": [o.record() for o in outcomes],
+        },
+    )
+    yield MaterializeResult(
+        asset_key=SILVER_ASSET,
+        data_version=DataVersion(wanted["source_sha256"]),
+        metadata={
+            "dagster/row_count": silver_count,
+            "rejected_rows": rejected,
+            "rows_inserted": changes["inserted"],
+            "rows_updated": changes["updated"],
+            "rows_deleted": changes["deleted"],
+            "delta_version": lake.tables.version(SILVER_ASSET),
+            "table": MetadataValue.path(lake.tables.uri(SILVER_ASSET)),
+            "preview": markdown_table(preview, [f.name for f in SILVER.fields[:10]]),
+            SKIPPED: False,
+        },
+    )
+    yield MaterializeResult(
+        asset_key=REJECTS_ASSET,
+        data_version=DataVersion(wanted["source_sha256"]),
+        metadata={
+            "dagster/row_count": rejected,
+            "rejected_by_reason": _reasons_table(by_reason),
+            **{f"rejected_{reason}": by_reason.get(reason, 0) for reason in REJECT_REASONS},
+            "delta_version": rejects_write.version,
+            "table": MetadataValue.path(lake.tables.uri(REJECTS_ASSET)),
+            "preview": markdown_table(
+                rejects_preview, ["numero_linha", "motivo", "detalhe", "registro"]
+            ),
+            SKIPPED: False,
+        },
+    )
+
+
+def _changes(metrics: dict) -> dict[str, int]:
+    return {
+        "inserted": int(metrics.get("num_target_rows_inserted", 0)),
+        "updated": int(metrics.get("num_target_rows_updated", 0)),
+        "deleted": int(metrics.get("num_target_rows_deleted", 0)),
+    }
+
+
+def _reasons_table(by_reason: dict[str, int]) -> MetadataValue:
+    rows = [{"motivo": r, "linhas": by_reason[r]} for r in REJECT_REASONS if by_reason.get(r)]
+    return markdown_table(rows, ["motivo", "linhas"])

@@ -1,0 +1,22 @@
+"""The code location: `dagster dev` (workspace.yaml) loads `defs` from here."""
+
+from __future__ import annotations
+
+from dagster import Definitions, in_process_executor
+
+from cvm210_assets.assets.bronze import bronze
+from cvm210_assets.assets.gold import gold_kpis
+from cvm210_assets.assets.ingestion import raw_zip, s3_csv_partition
+from cvm210_assets.assets.silver import silver
+from cvm210_assets.resources import build_resources
+from cvm210_assets.settings import Settings
+
+ASSETS = [raw_zip, s3_csv_partition, bronze, silver, gold_kpis]
+
+defs = Definitions(
+    assets=ASSETS,
+    resources=build_resources(Settings.from_env()),
+    # One process for the whole run, so every Spark step shares one SparkSession (one JVM)
+    # instead of paying a JVM start per step.
+    executor=in_process_executor,
+)

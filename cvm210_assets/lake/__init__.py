@@ -1,0 +1,1 @@
+"""The lake: a raw zone of files and the Delta tables, on a local folder or on S3."""

@@ -1,0 +1,52 @@
+"""Where raw files and per-month processing records live in the lake.
+
+raw/zip/<file stem>/<sha256>.zip        every distinct version CVM served, by content hash
+raw/zip/<file stem>/<sha256>.json       when and from where that version came
+raw/csv/ano=YYYY/mes=MM/inf_diario_fi_YYYYMM.csv   the month's current CSV
+_state/<asset>/YYYY-MM.json             what each asset last produced for the month, and from
+                                        which input: the record that lets a rerun skip work
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cvm210_assets.lake.storage import LakeStorage
+from cvm210_assets.partitions import Month
+
+STATE_PREFIX = "_state"
+
+
+def zip_key(stem: str, sha256: str) -> str:
+    return f"raw/zip/{stem}/{sha256}.zip"
+
+
+def zip_info_key(stem: str, sha256: str) -> str:
+    return f"raw/zip/{stem}/{sha256}.json"
+
+
+def csv_key(month: Month) -> str:
+    return f"raw/csv/ano={month.ano:04d}/mes={month.mes:02d}/inf_diario_fi_{month.compact}.csv"
+
+
+class StateStore:
+    """One small JSON record per (asset, month), written after the asset's data is committed.
+
+    A crash between the commit and the record only costs a redo: every write is idempotent.
+    """
+
+    def __init__(self, storage: LakeStorage) -> None:
+        self.storage = storage
+
+    @staticmethod
+    def key(asset: str, month: Month) -> str:
+        return f"{STATE_PREFIX}/{asset}/{month.key}.json"
+
+    def get(self, asset: str, month: Month) -> dict[str, Any] | None:
+        data = self.storage.read_bytes(self.key(asset, month))
+        return None if data is None else json.loads(data)
+
+    def put(self, asset: str, month: Month, record: dict[str, Any]) -> None:
+        body = json.dumps(record, sort_keys=True, indent=1, default=str).encode()
+        self.storage.write_bytes(self.key(asset, month), body)

@@ -1,0 +1,226 @@
+"""The Delta tables, behind one interface with one engine per deployment.
+
+Locally (and wherever Spark has no Delta Lake jars) delta-rs does the Delta work and Arrow
+carries the data between Spark and delta-rs; on a Databricks cluster the cluster's own Delta
+Lake does (issue #3). Assets only see `DeltaTables`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.pandas.types import from_arrow_schema
+
+from cvm210_assets.lake.schemas import PARTITION_COLUMNS
+from cvm210_assets.lake.storage import LakeStorage, LocalStorage
+from cvm210_assets.partitions import Month
+
+TABLES = ("bronze", "silver", "silver_rejects", "gold_kpis")
+
+
+@dataclass(frozen=True)
+class TableWrite:
+    table: str
+    version: int
+    rows: int
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+class DeltaTables(ABC):
+    """Month-at-a-time access to the lake's Delta tables."""
+
+    @abstractmethod
+    def uri(self, table: str) -> str: ...
+
+    @abstractmethod
+    def version(self, table: str) -> int | None:
+        """Current version, or None when the table does not exist yet."""
+
+    @abstractmethod
+    def month_rows(self, table: str, month: Month) -> int:
+        """Rows the table holds for the month, from the Delta log's file statistics."""
+
+    @abstractmethod
+    def read_month(self, spark: SparkSession, table: str, month: Month) -> DataFrame | None:
+        """The month's rows, or None when the table does not exist yet."""
+
+    @abstractmethod
+    def replace_month(
+        self, table: str, rows: DataFrame, month: Month, commit: dict[str, str]
+    ) -> TableWrite:
+        """Replace the month's rows in one commit; other months are untouched."""
+
+    @abstractmethod
+    def merge_month(
+        self,
+        table: str,
+        rows: DataFrame,
+        month: Month,
+        key: tuple[str, ...],
+        values: tuple[str, ...],
+        commit: dict[str, str],
+    ) -> TableWrite:
+        """Make the month equal `rows` by MERGE: update changed `values`, insert, delete."""
+
+    @abstractmethod
+    def cluster_month(self, table: str, month: Month, columns: tuple[str, ...]) -> None:
+        """Z-order the month's files by `columns`."""
+
+
+def _month_predicate(month: Month, alias: str = "") -> str:
+    prefix = f"{alias}." if alias else ""
+    return f"{prefix}ano = {month.ano} AND {prefix}mes = {month.mes}"
+
+
+class DeltaRsTables(DeltaTables):
+    """delta-rs on a local folder or S3."""
+
+    def __init__(self, storage: LakeStorage) -> None:
+        self.storage = storage
+        self.options = storage.delta_storage_options()
+
+    def uri(self, table: str) -> str:
+        return self.storage.uri(table)
+
+    def _open(self, table: str) -> DeltaTable | None:
+        uri = self.uri(table)
+        if not DeltaTable.is_deltatable(uri, storage_options=self.options):
+            return None
+        return DeltaTable(uri, storage_options=self.options)
+
+    def version(self, table: str) -> int | None:
+        delta = self._open(table)
+        return None if delta is None else delta.version()
+
+    def month_files(self, delta: DeltaTable, month: Month) -> list[str]:
+        return delta.file_uris(
+            partition_filters=[("ano", "=", str(month.ano)), ("mes", "=", str(month.mes))]
+        )
+
+    def month_rows(self, table: str, month: Month) -> int:
+        delta = self._open(table)
+        if delta is None:
+            return 0
+        actions = pa.table(delta.get_add_actions(flatten=True))
+        total = 0
+        for row in actions.select(["num_records", "partition.ano", "partition.mes"]).to_pylist():
+            if (row["partition.ano"], row["partition.mes"]) == (month.ano, month.mes):
+                total += row["num_records"]
+        return total
+
+    def read_month(self, spark: SparkSession, table: str, month: Month) -> DataFrame | None:
+        delta = self._open(table)
+        if delta is None:
+            return None
+        schema = pa.schema(delta.schema().to_arrow())
+        files = self.month_files(delta, month)
+        data_schema = pa.schema([f for f in schema if f.name not in PARTITION_COLUMNS])
+        # Read the Parquet files themselves: Spark straight from a local folder, Arrow elsewhere
+        # (Spark has no S3 connector here). delta-rs' own readers are avoided on purpose:
+        # DeltaTable.to_pyarrow_table() has aborted the process at exit in deltalake 1.5-1.6.
+        if files and isinstance(self.storage, LocalStorage):
+            frame = spark.read.schema(from_arrow_schema(data_schema)).parquet(*files)
+        else:
+            arrow = (
+                self._dataset(files, data_schema).to_table() if files else data_schema.empty_table()
+            )
+            frame = spark.createDataFrame(arrow, schema=from_arrow_schema(data_schema))
+        from pyspark.sql import functions as F
+
+        return frame.withColumn("ano", F.lit(month.ano)).withColumn("mes", F.lit(month.mes))
+
+    def _dataset(self, files: list[str], schema: pa.Schema) -> pads.Dataset:
+        if isinstance(self.storage, LocalStorage):
+            return pads.dataset(files, schema=schema, format="parquet")
+        endpoint = self.options.get("AWS_ENDPOINT_URL")
+        filesystem = pafs.S3FileSystem(
+            endpoint_override=endpoint,
+            scheme="http" if endpoint and endpoint.startswith("http://") else "https",
+            region=self.options.get("AWS_REGION"),
+        )
+        paths = [f.removeprefix("s3://") for f in files]
+        return pads.dataset(paths, schema=schema, format="parquet", filesystem=filesystem)
+
+    def read_month_arrow(self, table: str, month: Month) -> pa.Table | None:
+        """The month's rows as Arrow (partition columns omitted), for tests and SQL."""
+        delta = self._open(table)
+        if delta is None:
+            return None
+        schema = pa.schema(delta.schema().to_arrow())
+        data_schema = pa.schema([f for f in schema if f.name not in PARTITION_COLUMNS])
+        files = self.month_files(delta, month)
+        return self._dataset(files, data_schema).to_table() if files else data_schema.empty_table()
+
+    def replace_month(
+        self, table: str, rows: DataFrame, month: Month, commit: dict[str, str]
+    ) -> TableWrite:
+        arrow = rows.toArrow()
+        exists = self._open(table) is not None
+        write_deltalake(
+            self.uri(table),
+            arrow,
+            mode="overwrite" if exists else "append",
+            predicate=_month_predicate(month) if exists else None,
+            partition_by=list(PARTITION_COLUMNS),
+            schema_mode="merge",
+            storage_options=self.options,
+            commit_properties=CommitProperties(custom_metadata=commit),
+        )
+        return TableWrite(table, self._open(table).version(), arrow.num_rows)
+
+    def merge_month(
+        self,
+        table: str,
+        rows: DataFrame,
+        month: Month,
+        key: tuple[str, ...],
+        values: tuple[str, ...],
+        commit: dict[str, str],
+    ) -> TableWrite:
+        arrow = rows.toArrow()
+        delta = self._open(table)
+        if delta is None or not self.month_files(delta, month):
+            write_deltalake(
+                self.uri(table),
+                arrow,
+                mode="append",
+                partition_by=list(PARTITION_COLUMNS),
+                storage_options=self.options,
+                commit_properties=CommitProperties(custom_metadata=commit),
+            )
+            metrics = {"num_target_rows_inserted": arrow.num_rows}
+            return TableWrite(table, self._open(table).version(), arrow.num_rows, metrics)
+        # Null-safe key comparison: with a plain `=` a NULL id_subclasse never matches and
+        # delta-rs would insert the row again. Parenthesised: IS NOT DISTINCT FROM binds loosely.
+        on = " AND ".join(f"(t.{c} IS NOT DISTINCT FROM s.{c})" for c in key)
+        changed = " OR ".join(f"(t.{c} IS DISTINCT FROM s.{c})" for c in values)
+        metrics = (
+            delta.merge(
+                arrow,
+                predicate=f"{on} AND {_month_predicate(month, 't')}",
+                source_alias="s",
+                target_alias="t",
+                commit_properties=CommitProperties(custom_metadata=commit),
+            )
+            .when_matched_update_all(predicate=changed)
+            .when_not_matched_insert_all()
+            .when_not_matched_by_source_delete(predicate=_month_predicate(month, "t"))
+            .execute()
+        )
+        return TableWrite(table, self._open(table).version(), arrow.num_rows, metrics)
+
+    def cluster_month(self, table: str, month: Month, columns: tuple[str, ...]) -> None:
+        delta = self._open(table)
+        if delta is not None:
+            delta.optimize.z_order(
+                list(columns),
+                partition_filters=[("ano", "=", str(month.ano)), ("mes", "=", str(month.mes))],
+                commit_properties=CommitProperties(custom_metadata={"cvm210.operation": "zorder"}),
+            )

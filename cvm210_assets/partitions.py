@@ -1,0 +1,59 @@
+"""Monthly partitions keyed `YYYY-MM`, in CVM's time zone, from 2005-01 to the current month."""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from dataclasses import dataclass
+
+from dagster import MonthlyPartitionsDefinition
+
+CVM_TIMEZONE = "America/Sao_Paulo"
+FIRST_MONTH = "2005-01"
+
+# end_offset=1 includes the current, incomplete month: CVM publishes it day by day.
+monthly_partitions = MonthlyPartitionsDefinition(
+    start_date=FIRST_MONTH, timezone=CVM_TIMEZONE, fmt="%Y-%m", end_offset=1
+)
+
+
+@dataclass(frozen=True, order=True)
+class Month:
+    """A reporting month; `key` is the partition key, `compact` the form in CVM's file names."""
+
+    ano: int
+    mes: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.mes <= 12:
+            raise ValueError(f"month out of range in {self.ano}-{self.mes}")
+
+    @classmethod
+    def from_key(cls, key: str) -> Month:
+        try:
+            ano, mes = key.split("-")
+            return cls(int(ano), int(mes))
+        except ValueError as error:
+            raise ValueError(f"partition key {key!r} is not YYYY-MM") from error
+
+    @property
+    def key(self) -> str:
+        return f"{self.ano:04d}-{self.mes:02d}"
+
+    @property
+    def compact(self) -> str:
+        return f"{self.ano:04d}{self.mes:02d}"
+
+    @property
+    def first_day(self) -> dt.date:
+        return dt.date(self.ano, self.mes, 1)
+
+    @property
+    def last_day(self) -> dt.date:
+        return dt.date(self.ano, self.mes, calendar.monthrange(self.ano, self.mes)[1])
+
+    def contains(self, day: dt.date) -> bool:
+        return (day.year, day.month) == (self.ano, self.mes)
+
+    def __str__(self) -> str:
+        return self.key

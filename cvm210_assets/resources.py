@@ -1,0 +1,94 @@
+"""Resources: the I/O of the pipeline. Assets get the lake, the CVM source and Spark from here."""
+
+from pathlib import Path
+from typing import Any
+
+import requests
+from dagster import ConfigurableResource
+from dagster_aws.s3 import S3Resource
+from dagster_pyspark import LazyPySparkResource
+from pydantic import PrivateAttr
+
+from cvm210_assets import __version__
+from cvm210_assets.lake.raw_zone import StateStore
+from cvm210_assets.lake.storage import LakeStorage, open_storage
+from cvm210_assets.lake.tables import DeltaRsTables, DeltaTables
+from cvm210_assets.settings import Settings
+from cvm210_assets.source.download import Downloaded, NotFound, NotModified, RetryPolicy, download
+
+
+class CvmSource(ConfigurableResource):
+    """CVM's inf_diario folder over HTTP(S): timeouts and bounded retries with backoff."""
+
+    base_url: str
+    connect_timeout_seconds: float = 10.0
+    read_timeout_seconds: float = 120.0
+    attempts: int = 5
+    backoff_seconds: float = 1.0
+
+    _session: requests.Session | None = PrivateAttr(default=None)
+
+    def fetch(
+        self, url: str, dest: Path, etag: str | None = None, last_modified: str | None = None
+    ) -> Downloaded | NotModified | NotFound:
+        if self._session is None:
+            self._session = requests.Session()
+            self._session.headers["User-Agent"] = f"cvm210/{__version__}"
+        return download(
+            self._session,
+            url,
+            dest,
+            timeout=(self.connect_timeout_seconds, self.read_timeout_seconds),
+            retry=RetryPolicy(attempts=self.attempts, backoff_seconds=self.backoff_seconds),
+            etag=etag,
+            last_modified=last_modified,
+        )
+
+
+class Lake(ConfigurableResource):
+    """The lake root (a folder or s3://bucket/prefix): raw zone, state records, Delta tables."""
+
+    uri: str
+    s3: S3Resource
+
+    _storage: LakeStorage | None = PrivateAttr(default=None)
+
+    @property
+    def storage(self) -> LakeStorage:
+        if self._storage is None:
+            self._storage = open_storage(self.uri, self.s3.get_client)
+        return self._storage
+
+    @property
+    def state(self) -> StateStore:
+        return StateStore(self.storage)
+
+    @property
+    def tables(self) -> DeltaTables:
+        return DeltaRsTables(self.storage)
+
+
+def spark_config(settings: Settings) -> dict[str, Any]:
+    """Local Spark sized for a laptop: few shuffle partitions, Arrow on, UTC timestamps."""
+    return {
+        "spark.master": settings.spark_master,
+        "spark.app.name": "cvm210",
+        "spark.driver.memory": settings.spark_driver_memory,
+        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+        "spark.default.parallelism": str(settings.spark_shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+    }
+
+
+def build_resources(settings: Settings) -> dict[str, Any]:
+    """The resources for the deployment the settings describe."""
+    return {
+        "cvm": CvmSource(base_url=settings.source_url),
+        "lake": Lake(uri=settings.lake_uri, s3=S3Resource()),
+        # Lazy: no JVM starts until a step asks for the session, so steps that skip unchanged
+        # months, and the local side of a launched step, never pay for one.
+        "pyspark": LazyPySparkResource(spark_config=spark_config(settings)),
+    }

@@ -1,0 +1,159 @@
+"""Finding and extracting one month's CSV from a monthly zip or a yearly archive.
+
+Extraction streams: a member is copied in chunks, never held in memory, and refused when it
+decompresses beyond sane bounds (a zip bomb) or fails its CRC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from cvm210_assets.partitions import Month
+from cvm210_assets.source.layouts import Layout, detect_layout
+from cvm210_assets.source.urls import monthly_name, yearly_name
+
+CHUNK_BYTES = 1 << 20
+# A month is about 150 MB of CSV at most today; these bounds leave ample room and stop bombs.
+MAX_MEMBER_BYTES = 8 << 30
+MAX_COMPRESSION_RATIO = 200
+
+
+class ArchiveError(ValueError):
+    """A zip that cannot give us the month's CSV; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class MonthMember:
+    """Which member holds the month, and whether it is a whole-year CSV to filter by date."""
+
+    name: str
+    whole_year: bool
+
+
+@dataclass(frozen=True)
+class ExtractedCsv:
+    path: Path
+    member: str
+    sha256: str
+    bytes: int
+    rows: int
+    layout: Layout
+
+
+def find_month_member(zip_path: Path, month: Month, source: str) -> MonthMember:
+    """The member for `month`: `inf_diario_fi_YYYYMM.csv`, or a yearly `inf_diario_fi_YYYY.csv`."""
+    with _open_zip(zip_path, source) as archive:
+        names = archive.namelist()
+    by_lower = {name.lower(): name for name in names}
+    for wanted, whole_year in ((monthly_name(month), False), (yearly_name(month.ano), True)):
+        name = by_lower.get(f"{wanted}.csv")
+        if name is not None:
+            return MonthMember(name=name, whole_year=whole_year)
+    raise ArchiveError(
+        f"{source}: no member for {month} (expected {monthly_name(month)}.csv"
+        f" or {yearly_name(month.ano)}.csv); members: {', '.join(names) or '(none)'}"
+    )
+
+
+def extract_month(
+    zip_path: Path, member: MonthMember, month: Month, dest: Path, source: str
+) -> ExtractedCsv:
+    """Copy the month's rows (all of a monthly member, the month's of a yearly one) to `dest`.
+
+    With `dest` = os.devnull it only measures: rows, layout and the CSV's sha256.
+    """
+    where = f"{source}!{member.name}"
+    digest = hashlib.sha256()
+    written = 0
+    rows = 0
+    limit = min(MAX_MEMBER_BYTES, MAX_COMPRESSION_RATIO * max(zip_path.stat().st_size, 1 << 20))
+    with _open_zip(zip_path, source) as archive:
+        info = archive.getinfo(member.name)
+        _check_bounds(info, where)
+        try:
+            with archive.open(info) as stream, dest.open("wb") as out:
+                header = stream.readline()
+                if not header.strip():
+                    raise ArchiveError(f"{where}: empty file, no header line")
+                layout = detect_layout(header.decode("latin-1"), where)
+                out.write(header)
+                digest.update(header)
+                written = len(header)
+                keep = _month_filter(layout, month) if member.whole_year else None
+                for lines in _line_batches(stream):
+                    if keep is not None:
+                        lines = [line for line in lines if keep(line)]
+                    data = b"".join(lines)
+                    out.write(data)
+                    digest.update(data)
+                    written += len(data)
+                    rows += sum(1 for line in lines if _is_data_line(line))
+                    if written > limit:
+                        raise ArchiveError(
+                            f"{where}: unzips to more than {limit} bytes (a zip bomb?); stopped"
+                        )
+        except zipfile.BadZipFile as error:
+            raise ArchiveError(f"{where}: corrupt member ({error})") from error
+    if rows == 0:
+        raise ArchiveError(f"{where}: header only, no data rows for {month}")
+    return ExtractedCsv(
+        path=dest,
+        member=member.name,
+        sha256=digest.hexdigest(),
+        bytes=written,
+        rows=rows,
+        layout=layout,
+    )
+
+
+def _is_data_line(line: bytes) -> bool:
+    """Any line but an empty one: one line terminator (LF or CRLF) does not count."""
+    return line.removesuffix(b"\n").removesuffix(b"\r") != b""
+
+
+def _line_batches(stream: BinaryIO) -> Iterator[list[bytes]]:
+    while lines := stream.readlines(CHUNK_BYTES):
+        yield lines
+
+
+def _month_filter(layout: Layout, month: Month):
+    """Keeps a yearly CSV's rows of `month`; rows with no readable month go to January's file."""
+    index = layout.columns.index("DT_COMPTC")
+    prefix = month.key.encode()
+    year_prefix = f"{month.ano:04d}-".encode()
+
+    def keep(line: bytes) -> bool:
+        fields = line.split(b";")
+        date = fields[index].strip() if len(fields) > index else b""
+        if date[:7] == prefix:
+            return True
+        readable = len(date) >= 7 and date[:5] == year_prefix and date[5:7].isdigit()
+        return month.mes == 1 and not readable
+
+    return keep
+
+
+def _open_zip(zip_path: Path, source: str) -> zipfile.ZipFile:
+    with zip_path.open("rb") as probe:
+        magic = probe.read(4)
+    if magic != b"PK\x03\x04":
+        raise ArchiveError(f"{source}: not a zip file (starts with {magic!r})")
+    try:
+        return zipfile.ZipFile(zip_path)
+    except zipfile.BadZipFile as error:
+        raise ArchiveError(f"{source}: not a readable zip ({error})") from error
+
+
+def _check_bounds(info: zipfile.ZipInfo, where: str) -> None:
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise ArchiveError(f"{where}: declares {info.file_size} bytes unzipped, over the cap")
+    if info.compress_size and info.file_size / info.compress_size > MAX_COMPRESSION_RATIO:
+        raise ArchiveError(
+            f"{where}: compression ratio {info.file_size / info.compress_size:.0f}:1"
+            f" is over {MAX_COMPRESSION_RATIO}:1 (a zip bomb?)"
+        )
