@@ -136,17 +136,37 @@ class DeltaRsTables(DeltaTables):
 
         return frame.withColumn("ano", F.lit(month.ano)).withColumn("mes", F.lit(month.mes))
 
-    def _dataset(self, files: list[str], schema: pa.Schema) -> pads.Dataset:
+    def _dataset(
+        self, files: list[str], schema: pa.Schema, hive_root: str | None = None
+    ) -> pads.Dataset:
+        options: dict[str, Any] = {"schema": schema, "format": "parquet"}
+        if hive_root is not None:
+            partitions = pa.schema([schema.field(c) for c in PARTITION_COLUMNS])
+            options["partitioning"] = pads.partitioning(partitions, flavor="hive")
+            options["partition_base_dir"] = self._path(hive_root)
         if isinstance(self.storage, LocalStorage):
-            return pads.dataset(files, schema=schema, format="parquet")
+            return pads.dataset(files, **options)
         endpoint = self.options.get("AWS_ENDPOINT_URL")
         filesystem = pafs.S3FileSystem(
             endpoint_override=endpoint,
             scheme="http" if endpoint and endpoint.startswith("http://") else "https",
             region=self.options.get("AWS_REGION"),
         )
-        paths = [f.removeprefix("s3://") for f in files]
-        return pads.dataset(paths, schema=schema, format="parquet", filesystem=filesystem)
+        return pads.dataset([self._path(f) for f in files], filesystem=filesystem, **options)
+
+    def _path(self, uri: str) -> str:
+        return uri.removeprefix("s3://") if not isinstance(self.storage, LocalStorage) else uri
+
+    def dataset(self, table: str, version: int | None = None) -> pads.Dataset | None:
+        """The whole table (at `version`, default latest) as an Arrow dataset, for SQL."""
+        delta = self._open(table)
+        if delta is None:
+            return None
+        if version is not None:
+            delta.load_as_version(version)
+        return self._dataset(
+            delta.file_uris(), pa.schema(delta.schema().to_arrow()), hive_root=self.uri(table)
+        )
 
     def read_month_arrow(self, table: str, month: Month) -> pa.Table | None:
         """The month's rows as Arrow (partition columns omitted), for tests and SQL."""

@@ -12,7 +12,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType, IntegerType
 
-from cvm210_assets.lake.schemas import SILVER, SILVER_KEY, SILVER_REJECTS
+from cvm210_assets.lake.schemas import BRONZE_LINEAGE, SILVER, SILVER_KEY, SILVER_REJECTS
 from cvm210_assets.partitions import Month
 from cvm210_assets.source.layouts import Layout
 
@@ -64,9 +64,10 @@ def judge(bronze: DataFrame, layout: Layout, month: Month) -> DataFrame:
     """Bronze rows with their parsed fields and `motivo`/`detalhe` (NULL for good rows)."""
     ncols = len(layout.columns)
     # Source columns are renamed: Spark's names are case-insensitive, CNPJ_FUNDO is cnpj_fundo.
+    # Other layouts' columns (all NULL this month, present by schema evolution) are left out.
     source = bronze.select(
         *(F.col(name).alias(_source(name)) for name in layout.columns),
-        *(c for c in bronze.columns if c not in layout.columns),
+        *BRONZE_LINEAGE.fieldNames(),
     )
     text = {name: strip(F.col(_source(name))) for name in layout.columns}
     cnpj = F.regexp_replace(text[layout.cnpj_column], r"[./-]", "")

@@ -1,0 +1,73 @@
+"""The `cvm210` command: what a user needs beside Dagster's UI."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cvm210_assets.settings import Settings
+
+
+def _lake_tables(lake_uri: str | None):
+    from dagster_aws.s3 import S3Resource
+
+    from cvm210_assets.lake.tables import DeltaRsTables
+    from cvm210_assets.resources import Lake
+
+    uri = lake_uri or Settings.from_env().lake_uri
+    return DeltaRsTables(Lake(uri=uri, s3=S3Resource()).storage)
+
+
+def _sql(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from cvm210_assets.sql import connect, render, run
+
+    try:
+        columns, rows = run(connect(_lake_tables(args.lake)), args.query)
+    except duckdb.Error as error:
+        print(f"cvm210 sql: {error}", file=sys.stderr)
+        return 1
+    sys.stdout.write(render(columns, rows, args.format))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from cvm210_assets.demo import DEMO_MONTHS, run_demo
+
+    lake = args.lake or Settings.from_env().lake_uri
+    return 0 if run_demo(lake, args.months or DEMO_MONTHS, args.funds) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="cvm210", description="CVM daily fund reports as a bronze/silver/gold Delta lake."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sql = commands.add_parser(
+        "sql",
+        help="run SQL over the lake",
+        description="Tables: cvm_p210.bronze_inf_diario, cvm_p210.silver_inf_diario,"
+        " cvm_p210.silver_rejects, cvm_p210.gold_cvm210_analytics (also bronze, silver,"
+        " silver_rejects, gold_kpis). Column names are case-insensitive.",
+    )
+    sql.add_argument("query")
+    sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    sql.add_argument("--lake", help="lake root (default: CVM210_LAKE_URI, else ./lake)")
+    sql.set_defaults(run=_sql)
+
+    demo = commands.add_parser(
+        "demo", help="run the pipeline end to end against a local, generated copy of CVM"
+    )
+    demo.add_argument("--lake", help="lake root to fill (default: CVM210_LAKE_URI, else ./lake)")
+    demo.add_argument("--months", nargs="*", help="partition keys YYYY-MM (default: 3 months)")
+    demo.add_argument("--funds", type=int, default=300, help="funds per generated month")
+    demo.set_defaults(run=_demo)
+
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
