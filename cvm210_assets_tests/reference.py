@@ -16,6 +16,9 @@ from decimal import Context, Decimal
 
 # --- the contract's constants -------------------------------------------------------------
 
+# Fields are trimmed of ASCII whitespace only; a latin-1 NBSP (0xA0) is data, not padding.
+WHITESPACE = " \t\r\n\f\v"
+
 LAYOUTS: dict[str, tuple[str, ...]] = {
     "a": (
         "CNPJ_FUNDO",
@@ -197,7 +200,7 @@ def _header(lines: list[str]) -> tuple[str, str]:
     header = lines[0]
     if header.startswith(BOM_LATIN1):
         header = header[len(BOM_LATIN1) :]
-    seen = tuple(c.strip().upper() for c in header.split(";"))
+    seen = tuple(c.strip(WHITESPACE).upper() for c in header.split(";"))
     for layout, columns in LAYOUTS.items():
         if seen == columns:
             return layout, header
@@ -258,7 +261,7 @@ def _to_decimal(text: str, scale: int) -> Decimal | None:
 
 def _none_if_empty(text: str) -> str | None:
     """Text columns: stripped, and NULL rather than an empty string."""
-    text = text.strip()
+    text = text.strip(WHITESPACE)
     return text or None
 
 
@@ -270,14 +273,14 @@ def _check(row: BronzeRow, layout: str, ano: int, mes: int) -> tuple[str | None,
     f = dict(zip(columns, row.campos, strict=True))
     cnpj_col = "CNPJ_FUNDO_CLASSE" if layout == "c" else "CNPJ_FUNDO"
 
-    cnpj = f[cnpj_col].strip()
+    cnpj = f[cnpj_col].strip(WHITESPACE)
     if cnpj == "":
         return "cnpj_ausente", None
     cnpj = cnpj.replace(".", "").replace("/", "").replace("-", "")
     if _CNPJ_RE.fullmatch(cnpj) is None:
         return "cnpj_invalido", None
 
-    date_text = f["DT_COMPTC"].strip()
+    date_text = f["DT_COMPTC"].strip(WHITESPACE)
     if date_text == "":
         return "data_ausente", None
     date = _parse_date(date_text)
@@ -286,7 +289,7 @@ def _check(row: BronzeRow, layout: str, ano: int, mes: int) -> tuple[str | None,
     if (date.year, date.month) != (ano, mes):
         return "fora_do_mes", None
 
-    values = {c: f[c].strip() for c in VALORES}
+    values = {c: f[c].strip(WHITESPACE) for c in VALORES}
     for col in VALORES:
         text = values[col]
         if text == "":

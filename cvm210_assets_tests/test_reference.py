@@ -338,9 +338,9 @@ def test_tp_fundo_of_each_layout() -> None:
     assert a.id_subclasse is None and b.id_subclasse is None
 
 
-def test_strip_is_python_str_strip() -> None:
-    """The contract says strip(): tabs and latin-1 NBSP (0xA0) are whitespace too."""
-    line = "\t00.017.024/0001-53\xa0;\t2019-01-02;1\t;\xa02;3.00\x85;\x0b4;5\x0c;\xa06\xa0"
+def test_strip_removes_ascii_whitespace_only() -> None:
+    """Tabs, VT and FF are padding; latin-1 NBSP (0xA0) and NEL (0x85) are data."""
+    line = "\t00.017.024/0001-53 ;\t2019-01-02;1\t;\x0b2;3.00\x0c;\x0b4;5\x0c; 6 "
     (row,), rejects = clean(csv_of(line), 2019, 1)
     assert rejects == []
     assert (row.cnpj_fundo, row.vl_quota, row.vl_patrim_liq, row.nr_cotst) == (
@@ -349,6 +349,7 @@ def test_strip_is_python_str_strip() -> None:
         Decimal(3),
         6,
     )
+    assert motivo(GOOD_A.replace(";1130684.21;", ";1130684.21\xa0;")) == "valor_invalido"
 
 
 def test_literal_quote_is_data() -> None:
