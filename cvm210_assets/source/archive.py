@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,9 @@ CHUNK_BYTES = 1 << 20
 # A month is about 150 MB of CSV at most today; these bounds leave ample room and stop bombs.
 MAX_MEMBER_BYTES = 8 << 30
 MAX_COMPRESSION_RATIO = 200
+
+
+_MONTH_DIGITS = frozenset(f"{m:02d}".encode() for m in range(1, 13))
 
 
 class ArchiveError(ValueError):
@@ -97,7 +101,7 @@ def extract_month(
                         raise ArchiveError(
                             f"{where}: unzips to more than {limit} bytes (a zip bomb?); stopped"
                         )
-        except zipfile.BadZipFile as error:
+        except (zipfile.BadZipFile, zlib.error, EOFError) as error:
             raise ArchiveError(f"{where}: corrupt member ({error})") from error
     if rows == 0:
         raise ArchiveError(f"{where}: header only, no data rows for {month}")
@@ -132,7 +136,7 @@ def _month_filter(layout: Layout, month: Month):
         date = fields[index].strip() if len(fields) > index else b""
         if date[:7] == prefix:
             return True
-        readable = len(date) >= 7 and date[:5] == year_prefix and date[5:7].isdigit()
+        readable = date[:5] == year_prefix and date[5:7] in _MONTH_DIGITS
         return month.mes == 1 and not readable
 
     return keep

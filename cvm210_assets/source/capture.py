@@ -88,11 +88,13 @@ def capture_month(
                 last_modified=latest.get("last_modified"),
                 etag=latest.get("etag"),
             )
-            stored_new = False
+            capture = _describe(month, stem, download, False, previous)
         else:
             download = result
-            stored_new = _keep_version(storage, stem, download)
-        capture = _describe(month, stem, download, stored_new, previous)
+            stored_new = not storage.exists(zip_key(stem, download.sha256))
+            # Read the file before keeping it: an error page served with HTTP 200 is no version.
+            capture = _describe(month, stem, download, stored_new, previous)
+            _keep_version(storage, stem, download, stored_new)
         state.put(RAW_ZIP, month, asdict(capture))
         return capture
     raise NotPublishedError(
@@ -101,10 +103,8 @@ def capture_month(
     )
 
 
-def _keep_version(storage: LakeStorage, stem: str, download: Downloaded) -> bool:
+def _keep_version(storage: LakeStorage, stem: str, download: Downloaded, stored_new: bool) -> None:
     """Store the zip under its hash unless that version is already kept; update `latest`."""
-    key = zip_key(stem, download.sha256)
-    stored_new = not storage.exists(key)
     info = {
         "url": download.url,
         "sha256": download.sha256,
@@ -114,10 +114,9 @@ def _keep_version(storage: LakeStorage, stem: str, download: Downloaded) -> bool
         "fetched_at": _now(),
     }
     if stored_new:
-        storage.upload(download.path, key)
+        storage.upload(download.path, zip_key(stem, download.sha256))
         storage.write_bytes(zip_info_key(stem, download.sha256), _json(info))
     storage.write_bytes(_latest_key(stem), _json(info))
-    return stored_new
 
 
 def _describe(
