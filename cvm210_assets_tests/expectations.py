@@ -57,10 +57,8 @@ def assert_gold(actual: list[dict[str, Any]], expected: list[GoldRow]) -> None:
             if w[column] is None:
                 assert g[column] is None, (key, column)
             else:
-                assert abs(g[column] - float(w[column])) <= 1e-9 * max(1.0, abs(w[column])), (
-                    key,
-                    column,
-                )
+                expected = float(w[column])
+                assert abs(g[column] - expected) <= 1e-9 * max(1.0, abs(expected)), (key, column)
 
 
 def assert_lineage(actual: list[dict[str, Any]], versions: dict[str, list[SilverRow]]) -> None:

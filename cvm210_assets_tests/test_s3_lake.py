@@ -1,0 +1,107 @@
+"""The lake on S3: moto's S3 server on 127.0.0.1, reached by boto3 and delta-rs alike."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import boto3
+import pytest
+
+from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
+from cvm210_assets.fake_cvm.server import FakeCvm
+from cvm210_assets.lake.storage import S3Storage, StorageError
+from cvm210_assets_tests.conftest import make_pipeline
+from cvm210_assets_tests.expectations import assert_gold, assert_rejects, assert_silver
+from cvm210_assets_tests.reference import expected_month
+
+BUCKET = "cvm210-test"
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto's S3 server in a child process on 127.0.0.1.
+
+    Not in a thread of this process: delta-rs holds the GIL while it waits for S3, so a Python
+    server thread could never answer it.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise RuntimeError("moto's S3 server did not start") from None
+            time.sleep(0.1)
+    for name, value in {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    yield endpoint
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_month_on_an_s3_lake_matches_the_oracle(spark, s3_endpoint: str) -> None:
+    csv = generate_month(
+        MonthSpec(2025, 1, "c", n_funds=40, seed=11, subclass_share=0.2, dirt=True)
+    )
+    with FakeCvm() as fake:
+        fake.publish_month(2025, 1, csv)
+        pipeline = make_pipeline(f"s3://{BUCKET}/lake", fake.base_url)
+        pipeline.run("2025-01")
+
+        expected = expected_month(csv, 2025, 1)
+        assert len(pipeline.rows("bronze", "2025-01")) == len(expected.bronze)
+        assert_silver(pipeline.rows("silver", "2025-01"), expected.silver)
+        assert_rejects(pipeline.rows("silver_rejects", "2025-01"), expected)
+        assert_gold(pipeline.rows("gold_kpis", "2025-01"), expected.gold)
+
+        # Everything landed in the bucket, under the prefix: raw zone, state and Delta logs.
+        keys = {o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=BUCKET)["Contents"]}
+        assert "lake/raw/csv/ano=2025/mes=01/inf_diario_fi_202501.csv" in keys
+        assert "lake/_state/gold_kpis/2025-01.json" in keys
+        for table in ("bronze", "silver", "silver_rejects", "gold_kpis"):
+            assert f"lake/{table}/_delta_log/00000000000000000000.json" in keys
+
+        # A rerun of the unchanged month reads its state from S3 and skips every step.
+        again = pipeline.run("2025-01")
+        assert all(
+            e.event_specific_data.materialization.metadata["cvm210/unchanged"].value
+            for e in again.get_asset_materialization_events()
+        )
+
+
+def test_access_denied_names_bucket_key_and_permission(s3_endpoint: str) -> None:
+    class Denying:
+        def get_object(self, **kwargs):
+            from botocore.exceptions import ClientError
+
+            raise ClientError({"Error": {"Code": "AccessDenied"}}, "GetObject")
+
+    storage = S3Storage(BUCKET, "lake", Denying())
+    with pytest.raises(StorageError) as error:
+        storage.read_bytes("_state/raw_zip/2025-01.json")
+    message = str(error.value)
+    assert f"s3://{BUCKET}/lake/_state/raw_zip/2025-01.json" in message
+    assert "s3:GetObject" in message and repr(BUCKET) in message
