@@ -193,3 +193,41 @@ def test_unknown_header_fails_naming_the_columns(pipeline: Pipeline, fake_cvm: F
     assert "unknown header layout, columns seen: CNPJ;DATA;VALOR" in message
     assert "inf_diario_fi_202403.csv" in message
     assert pipeline.tables.version("silver") is None
+
+
+def test_failed_blocking_check_commits_nothing_and_a_rerun_finishes(
+    pipeline: Pipeline, fake_cvm: FakeCvm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    from cvm210_assets.assets import silver as silver_asset
+
+    first = generate_month(MonthSpec(2024, 3, "b", n_funds=30, seed=9))
+    fake_cvm.publish_month(2024, 3, first)
+    pipeline.run("2024-03")
+    versions = {t: pipeline.tables.version(t) for t in ("silver", "silver_rejects", "gold_kpis")}
+    second = restate(first, seed=1, change_share=0.1, n_add=3, n_remove=3)
+    fake_cvm.publish_month(2024, 3, second)
+    real_quality = silver_asset.silver_quality
+
+    def broken_quality(*args):
+        return dataclasses.replace(real_quality(*args), duplicate_keys=2)
+
+    monkeypatch.setattr(silver_asset, "silver_quality", broken_quality)
+    failed = pipeline.run("2024-03", raise_on_error=False)
+
+    assert not failed.success
+    assert check_results(failed)["silver:key_unique"] is False
+    assert {t: pipeline.tables.version(t) for t in versions} == versions
+    assert_silver(pipeline.rows("silver", "2024-03"), expected_month(first, 2024, 3).silver)
+    materialized = {
+        e.event_specific_data.materialization.asset_key.to_user_string()
+        for e in failed.get_asset_materialization_events()
+    }
+    assert materialized == {"raw_zip", "s3_csv_partition", "bronze"}  # gold did not run
+
+    monkeypatch.setattr(silver_asset, "silver_quality", real_quality)
+    pipeline.run("2024-03")
+    expected = expected_month(second, 2024, 3)
+    assert_silver(pipeline.rows("silver", "2024-03"), expected.silver, with_line=False)
+    assert_gold(pipeline.rows("gold_kpis", "2024-03"), expected.gold)

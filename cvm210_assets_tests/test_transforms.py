@@ -1,0 +1,146 @@
+"""The Spark transforms and quality measures on their own, without Dagster."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from cvm210_assets.assets import gold as gold_asset
+from cvm210_assets.assets import silver as silver_asset
+from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
+from cvm210_assets.lake.schemas import SILVER
+from cvm210_assets.partitions import Month
+from cvm210_assets.source.layouts import LAYOUTS
+from cvm210_assets.transforms.bronze import bronze_rows
+from cvm210_assets.transforms.gold import kpis
+from cvm210_assets.transforms.quality import gold_quality, silver_quality
+from cvm210_assets.transforms.silver import judge, rejected_rows, silver_rows
+from cvm210_assets_tests.expectations import assert_gold, assert_rejects, assert_silver
+from cvm210_assets_tests.reference import expected_month
+
+NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)
+MARCH = Month(2024, 3)
+
+
+def run_transforms(spark: SparkSession, path: Path, layout: str, month: Month):
+    lines = spark.read.option("lineSep", "\n").text(str(path))
+    bronze = bronze_rows(lines, LAYOUTS[layout], month, "f.csv", "sha", NOW)
+    judged = judge(bronze, LAYOUTS[layout], month)
+    silver = silver_rows(judged, "test", NOW)
+    rejects = rejected_rows(judged, LAYOUTS[layout], "test", NOW)
+    gold = kpis(silver, "f.csv", "sha", "test", NOW)
+    return bronze, silver, rejects, gold
+
+
+def rows(frame) -> list[dict]:
+    return [r.asDict() for r in frame.collect()]
+
+
+def test_line_numbers_survive_many_splits_bom_crlf_and_blank_lines(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    csv = generate_month(
+        MonthSpec(2024, 3, "b", n_funds=120, seed=5, dirt=True, line_ending="\r\n")
+    )
+    header, body = csv.split(b"\r\n", 1)
+    # A BOM, blank lines in the middle and at the end, a last line without a line break.
+    data = b"\xef\xbb\xbf" + header + b"\r\n" + body.replace(b"\r\n", b"\r\n\r\n", 3) + b"\r\n\n"
+    data = data.rstrip(b"\r\n") + b"\n\n\n" + data.splitlines(keepends=True)[-3].rstrip(b"\r\n")
+    path = tmp_path / "month.csv"
+    path.write_bytes(data)
+    previous = spark.conf.get("spark.sql.files.maxPartitionBytes")
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "16k")  # many splits
+    try:
+        assert spark.read.text(str(path)).rdd.getNumPartitions() > 10
+        bronze, silver, rejects, gold = run_transforms(spark, path, "b", MARCH)
+        expected = expected_month(data, 2024, 3)
+        got = sorted((r["numero_linha"], r["qtd_campos"]) for r in rows(bronze))
+        assert got == [(b.numero_linha, len(b.campos)) for b in expected.bronze]
+        assert_silver([{**r} for r in rows(silver)], expected.silver)
+        assert_rejects(rows(rejects), expected)
+        assert_gold(rows(gold), expected.gold)
+    finally:
+        spark.conf.set("spark.sql.files.maxPartitionBytes", previous)
+
+
+def test_latin1_text_and_extra_fields_are_kept_as_read(spark: SparkSession, tmp_path: Path) -> None:
+    header = LAYOUTS["b"].header
+    line = "FUNDAÇÃO;00.017.024/0001-53;2024-03-01;1;1;1;0;0;1;extra;more"
+    path = tmp_path / "m.csv"
+    path.write_bytes(f"{header}\n{line}\n".encode("latin-1"))
+    bronze, _, rejects, _ = run_transforms(spark, path, "b", MARCH)
+    (row,) = rows(bronze)
+    assert row["TP_FUNDO"] == "FUNDAÇÃO"
+    assert row["campos_extras"] == "extra;more" and row["qtd_campos"] == 11
+    (reject,) = rows(rejects)
+    assert reject["registro"] == line
+    assert reject["motivo"] == "numero_de_campos"
+    assert reject["detalhe"] == "esperados 9 campos, encontrados 11"
+
+
+@pytest.fixture
+def bad_silver(spark: SparkSession):
+    from pyspark.sql import functions as F
+
+    day = dt.date(2024, 3, 4)
+    values = [
+        ("00017024000153", None, day, Decimal("10.00"), Decimal("1.00"), Decimal("0.00")),
+        ("00017024000153", None, day, Decimal("11.00"), Decimal("0.00"), Decimal("0.00")),  # dup
+        (
+            "00017024000154",
+            None,
+            day,
+            Decimal("-5.00"),
+            Decimal("0.00"),
+            Decimal("2.00"),
+        ),  # ≤ 0, bad dv
+        (None, None, dt.date(2024, 4, 1), Decimal("3.00"), None, None),  # missing, out of month
+    ]
+    frame = spark.createDataFrame(
+        values,
+        "cnpj_fundo string, id_subclasse string, dt_comptc date, vl_patrim_liq decimal(17,2),"
+        " captc_dia decimal(17,2), resg_dia decimal(17,2)",
+    )
+    for f in SILVER.fields:
+        if f.name not in frame.columns:
+            frame = frame.withColumn(f.name, F.lit(None).cast(f.dataType))
+    return frame.withColumn("ano", F.lit(2024)).withColumn("mes", F.lit(3))
+
+
+def test_silver_checks_fail_on_bad_data(bad_silver) -> None:
+    outcomes = {
+        o.check.name: o for o in silver_asset.evaluate(silver_quality(bad_silver, MARCH), 9, 4)
+    }
+    assert not outcomes["required_fields_present"].passed
+    assert not outcomes["net_assets_positive"].passed
+    assert outcomes["key_unique"].metadata == {"duplicate_keys": 1}
+    assert outcomes["bronze_rows_equal_silver_plus_rejects"].metadata == {
+        "bronze_rows": 9,
+        "silver_rows": 4,
+        "rejected_rows": 4,
+    }
+    assert not outcomes["dates_in_partition_month"].passed
+    assert outcomes["cnpj_check_digits_valid"].metadata["examples"] == "00017024000154"
+    assert all(not o.passed for o in outcomes.values())
+
+
+def test_gold_checks_fail_when_totals_or_keys_disagree(bad_silver) -> None:
+    from pyspark.sql import functions as F
+
+    silver = bad_silver.where("cnpj_fundo IS NOT NULL").dropDuplicates(
+        ["cnpj_fundo", "id_subclasse", "dt_comptc"]
+    )
+    gold = kpis(silver, "f", "s", "t", NOW)
+    assert all(o.passed for o in gold_asset.evaluate(gold_quality(gold, silver)))
+    skewed = gold.withColumn("total_captacao", F.col("total_captacao") + F.lit(Decimal("0.01")))
+    totals, _ = gold_asset.evaluate(gold_quality(skewed, silver))
+    _, keys = gold_asset.evaluate(gold_quality(gold.unionByName(gold), silver))
+    assert not totals.passed
+    assert totals.metadata["captacao_gold"] == str(
+        sum(r["total_captacao"] for r in gold.collect()) + Decimal("0.01") * gold.count()
+    )
+    assert not keys.passed and keys.metadata == {"duplicate_keys": 2}
