@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from dagster import DagsterInstance, materialize
 
 from cvm210_assets.fake_cvm.demo_site import publish_demo
 from cvm210_assets.fake_cvm.server import FakeCvm
 from cvm210_assets.settings import Settings
+from cvm210_assets.settings import lake_uri as resolve_lake
 
 # One month of each header layout; 2019-07 comes from the 2019 yearly archive.
 DEMO_MONTHS = ("2019-07", "2024-03", "2025-01")
@@ -26,7 +28,7 @@ LIMIT 10;"""
 
 
 def run_demo(
-    lake_uri: str, months: Sequence[str] = DEMO_MONTHS, funds: int = 300, say: Callable = print
+    lake: str, months: Sequence[str] = DEMO_MONTHS, funds: int = 300, say: Callable = print
 ) -> bool:
     """Serve the demo site on 127.0.0.1, materialize `months`, print the design's query."""
     from cvm210_assets.definitions import ASSETS
@@ -35,9 +37,9 @@ def run_demo(
     with FakeCvm() as fake:
         published = publish_demo(fake, n_funds=funds)
         say(f"Local CVM at {fake.base_url}: {', '.join(sorted(published))}")
-        os.environ["CVM210_SOURCE_URL"] = fake.base_url
-        os.environ["CVM210_LAKE_URI"] = lake_uri
-        settings = Settings.from_env()
+        settings = replace(
+            Settings.from_env(), source_url=fake.base_url, lake_uri=resolve_lake(lake)
+        )
         resources = build_resources(settings)
         instance = (
             DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()

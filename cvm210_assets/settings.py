@@ -11,6 +11,11 @@ from cvm210_assets.source.urls import CVM_DADOS_URL
 COMPUTE_CHOICES = ("local", "databricks")
 
 
+def lake_uri(value: str) -> str:
+    """A lake URI as given, or a folder made absolute (runs may start in other folders)."""
+    return value if "://" in value else str(Path(value).expanduser().resolve())
+
+
 @dataclass(frozen=True)
 class Settings:
     lake_uri: str
@@ -23,9 +28,7 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         env = os.environ
-        lake = env.get("CVM210_LAKE_URI") or "lake"
-        if "://" not in lake:
-            lake = str(Path(lake).expanduser().resolve())
+        lake = lake_uri(env.get("CVM210_LAKE_URI") or "lake")
         compute = env.get("CVM210_COMPUTE", "local").strip().lower()
         if compute not in COMPUTE_CHOICES:
             raise ValueError(

@@ -28,7 +28,6 @@ def test_the_five_assets_and_their_lineage() -> None:
         "s3_csv_partition",
         "bronze",
         "silver",
-        "silver_rejects",
         "gold_kpis",
     }
     parents = {

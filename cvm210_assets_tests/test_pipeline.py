@@ -98,10 +98,10 @@ def test_rejects_carry_reasons_and_real_rows_are_kept(
     result = pipeline.run("2024-03")
 
     expected = expected_month(csvs["2024-03"], 2024, 3)
-    rejects = materialization_metadata(result, "silver_rejects")
+    rejects = materialization_metadata(result, "silver")
     for reason, count in expected.rejects_by_reason.items():
         assert rejects[f"rejected_{reason}"] == count
-    assert rejects["dagster/row_count"] == len(expected.rejects) > 10
+    assert rejects["rejected_rows"] == len(expected.rejects) > 10
     real = {
         r["dt_comptc"].isoformat(): r
         for r in pipeline.rows("silver", "2024-03")
@@ -122,7 +122,7 @@ def test_unchanged_month_is_not_stored_or_processed_again(
     again = pipeline.run("2024-03")
 
     assert [r.status for r in fake_cvm.requests if r.method == "GET"] == [304]
-    for asset in ("raw_zip", "s3_csv_partition", "bronze", "silver", "silver_rejects", "gold_kpis"):
+    for asset in ("raw_zip", "s3_csv_partition", "bronze", "silver", "gold_kpis"):
         assert materialization_metadata(again, asset)[SKIPPED] is True, asset
     assert {t: pipeline.tables.version(t) for t in versions} == versions
     assert len(zip_versions(pipeline, "inf_diario_fi_202403")) == 1

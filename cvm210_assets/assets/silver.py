@@ -3,11 +3,10 @@
 from dagster import (
     AssetCheckSeverity,
     AssetExecutionContext,
-    AssetSpec,
     DataVersion,
     MaterializeResult,
     MetadataValue,
-    multi_asset,
+    asset,
 )
 from dagster_pyspark import LazyPySparkResource
 
@@ -36,7 +35,7 @@ from cvm210_assets.transforms.quality import SilverQuality, silver_quality
 from cvm210_assets.transforms.silver import REJECT_REASONS, judge, rejected_rows, silver_rows
 
 SILVER_ASSET = "silver"
-REJECTS_ASSET = "silver_rejects"
+REJECTS_TABLE = "silver_rejects"
 
 REQUIRED_FIELDS = Check(
     "required_fields_present", "Every silver row has cnpj_fundo, dt_comptc and vl_patrim_liq."
@@ -101,43 +100,26 @@ def evaluate(quality: SilverQuality, bronze_rows: int, rejected: int) -> list[Ou
     ]
 
 
-@multi_asset(
-    specs=[
-        AssetSpec(
-            SILVER_ASSET,
-            deps=[bronze],
-            partitions_def=monthly_partitions,
-            group_name="lakehouse",
-            kinds={"spark", "delta"},
-            code_version=PIPELINE_VERSION,
-            description=(
-                "One canonical schema for all layouts: typed, exact DECIMALs, deduplicated"
-                " (last row of the file wins). A restated month is MERGEd: rows updated,"
-                " inserted and deleted; Delta history keeps the old state."
-            ),
-            metadata={
-                "dagster/column_schema": table_schema(SILVER),
-                "dagster/table_name": "cvm_p210.silver_inf_diario",
-            },
-        ),
-        AssetSpec(
-            REJECTS_ASSET,
-            deps=[bronze],
-            partitions_def=monthly_partitions,
-            group_name="lakehouse",
-            kinds={"spark", "delta"},
-            code_version=PIPELINE_VERSION,
-            description=(
-                "Bronze rows that failed validation, as read, with the reason (motivo) and what"
-                " was wrong (detalhe). Bronze rows = silver rows + rejected rows, every month."
-            ),
-            metadata={
-                "dagster/column_schema": table_schema(SILVER_REJECTS),
-                "dagster/table_name": "cvm_p210.silver_rejects",
-            },
-        ),
-    ],
+@asset(
+    deps=[bronze],
+    partitions_def=monthly_partitions,
+    group_name="lakehouse",
+    kinds={"spark", "delta"},
+    code_version=PIPELINE_VERSION,
     check_specs=[c.spec(SILVER_ASSET) for c in CHECKS],
+    metadata={
+        "dagster/column_schema": table_schema(SILVER),
+        "dagster/table_name": "cvm_p210.silver_inf_diario",
+        "rejects_table": "silver_rejects (SQL: cvm_p210.silver_rejects)",
+        "rejects_columns": MetadataValue.table_schema(table_schema(SILVER_REJECTS)),
+    },
+    description=(
+        "One canonical schema for all layouts: typed, exact DECIMALs, deduplicated (last row of"
+        " the file wins). A restated month is MERGEd: rows updated, inserted and deleted; Delta"
+        " history keeps the old state. Rows that fail validation go, as read and with the"
+        " reason, to the silver_rejects table written in the same step: every month, bronze"
+        " rows = silver rows + rejected rows."
+    ),
 )
 def silver(context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResource):
     month = month_of(context)
@@ -151,7 +133,7 @@ def silver(context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResou
             yield outcome.result(SILVER_ASSET, note="unchanged input: verdict of the last load")
         for asset, rows in (
             (SILVER_ASSET, previous["rows"]),
-            (REJECTS_ASSET, previous["rejected"]),
+            (REJECTS_TABLE, previous["rejected"]),
         ):
             yield MaterializeResult(
                 asset_key=asset,
@@ -181,7 +163,7 @@ def silver(context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResou
             )
         commit = {"cvm210.month": month.key, **wanted}
         # Rejects first: silver's state record is written last and marks the month done.
-        rejects_write = lake.tables.replace_month(REJECTS_ASSET, rejects, month, commit)
+        rejects_write = lake.tables.replace_month(REJECTS_TABLE, rejects, month, commit)
         silver_write = lake.tables.merge_month(
             SILVER_ASSET, clean.orderBy(*SILVER_KEY), month, SILVER_KEY, SILVER_VALUES, commit
         )
@@ -207,30 +189,21 @@ def silver(context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResou
         },
     )
     yield MaterializeResult(
-        asset_key=SILVER_ASSET,
         data_version=DataVersion(wanted["source_sha256"]),
         metadata={
             "dagster/row_count": silver_count,
-            "rejected_rows": rejected,
             "rows_inserted": changes["inserted"],
             "rows_updated": changes["updated"],
             "rows_deleted": changes["deleted"],
             "delta_version": lake.tables.version(SILVER_ASSET),
             "table": MetadataValue.path(lake.tables.uri(SILVER_ASSET)),
             "preview": markdown_table(preview, [f.name for f in SILVER.fields[:10]]),
-            SKIPPED: False,
-        },
-    )
-    yield MaterializeResult(
-        asset_key=REJECTS_ASSET,
-        data_version=DataVersion(wanted["source_sha256"]),
-        metadata={
-            "dagster/row_count": rejected,
+            "rejected_rows": rejected,
             "rejected_by_reason": _reasons_table(by_reason),
             **{f"rejected_{reason}": by_reason.get(reason, 0) for reason in REJECT_REASONS},
-            "delta_version": rejects_write.version,
-            "table": MetadataValue.path(lake.tables.uri(REJECTS_ASSET)),
-            "preview": markdown_table(
+            "rejects_delta_version": rejects_write.version,
+            "rejects_table": MetadataValue.path(lake.tables.uri(REJECTS_TABLE)),
+            "rejects_preview": markdown_table(
                 rejects_preview, ["numero_linha", "motivo", "detalhe", "registro"]
             ),
             SKIPPED: False,

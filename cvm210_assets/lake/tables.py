@@ -100,9 +100,7 @@ class DeltaRsTables(DeltaTables):
         return None if delta is None else delta.version()
 
     def month_files(self, delta: DeltaTable, month: Month) -> list[str]:
-        return delta.file_uris(
-            partition_filters=[("ano", "=", str(month.ano)), ("mes", "=", str(month.mes))]
-        )
+        return delta.file_uris(file_pruning_predicate=_month_predicate(month))
 
     def month_rows(self, table: str, month: Month) -> int:
         delta = self._open(table)

@@ -138,13 +138,16 @@ def judge(bronze: DataFrame, layout: Layout, month: Month) -> DataFrame:
         motivo = F.when(condition, F.lit(reason)).otherwise(motivo)
         detalhe = F.when(condition, detail).otherwise(detalhe)
 
-    subclass = text[layout.subclass_column] if layout.subclass_column else F.lit("")
-    tp_fundo = text[layout.type_column] if layout.type_column else F.lit("")
+    def optional_text(column: str | None) -> Column:
+        if column is None:
+            return F.lit(None).cast("string")
+        return F.when(text[column] != "", text[column])
+
     parsed = source.select(
         "*",
-        F.when(tp_fundo != "", tp_fundo).alias("tp_fundo"),
+        optional_text(layout.type_column).alias("tp_fundo"),
         cnpj.alias("cnpj_fundo"),
-        F.when(subclass != "", subclass).alias("id_subclasse"),
+        optional_text(layout.subclass_column).alias("id_subclasse"),
         date.alias("dt_comptc"),
         *(values[name].alias(silver) for name, silver in SILVER_NAMES.items()),
         motivo.alias("motivo"),

