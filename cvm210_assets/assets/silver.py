@@ -131,15 +131,14 @@ def silver(context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResou
         context.log.info(f"{month}: silver already reflects this bronze; skipped")
         for outcome in outcomes_from_record(CHECKS, previous):
             yield outcome.result(SILVER_ASSET, note="unchanged input: verdict of the last load")
-        for asset, rows in (
-            (SILVER_ASSET, previous["rows"]),
-            (REJECTS_TABLE, previous["rejected"]),
-        ):
-            yield MaterializeResult(
-                asset_key=asset,
-                data_version=DataVersion(wanted["source_sha256"]),
-                metadata={SKIPPED: True, "dagster/row_count": rows},
-            )
+        yield MaterializeResult(
+            data_version=DataVersion(wanted["source_sha256"]),
+            metadata={
+                SKIPPED: True,
+                "dagster/row_count": previous["rows"],
+                "rejected_rows": previous["rejected"],
+            },
+        )
         return
 
     spark = pyspark.spark_session
