@@ -13,6 +13,7 @@ import json
 import platform
 import tempfile
 import time
+from dataclasses import replace
 
 from dagster import DagsterEventType, DagsterInstance, materialize
 
@@ -35,7 +36,7 @@ def main() -> None:
     generated = time.perf_counter() - started
     with FakeCvm() as fake, tempfile.TemporaryDirectory() as lake:
         fake.publish_month(ano, mes, csv)
-        settings = Settings(lake, fake.base_url, "local", "local[*]", "4g", 4)
+        settings = replace(Settings.from_env(), lake_uri=lake, source_url=fake.base_url)
         instance = DagsterInstance.ephemeral()
         begin = time.perf_counter()
         result = materialize(

@@ -18,7 +18,7 @@ from cvm210_assets.source.layouts import LAYOUTS
 from cvm210_assets.transforms.bronze import bronze_rows
 from cvm210_assets.transforms.gold import kpis
 from cvm210_assets.transforms.quality import gold_quality, silver_quality
-from cvm210_assets.transforms.silver import judge, rejected_rows, silver_rows
+from cvm210_assets.transforms.silver import Source, judge, rejected_rows, silver_rows
 from cvm210_assets_tests.expectations import assert_gold, assert_rejects, assert_silver
 from cvm210_assets_tests.reference import expected_month
 
@@ -30,8 +30,9 @@ def run_transforms(spark: SparkSession, path: Path, layout: str, month: Month):
     lines = spark.read.option("lineSep", "\n").text(str(path))
     bronze = bronze_rows(lines, LAYOUTS[layout], month, "f.csv", "sha", NOW)
     judged = judge(bronze, LAYOUTS[layout], month)
-    silver = silver_rows(judged, "test", NOW)
-    rejects = rejected_rows(judged, LAYOUTS[layout], "test", NOW)
+    source = Source("f.csv", "sha", LAYOUTS[layout], NOW)
+    silver = silver_rows(judged, month, source, "test", NOW)
+    rejects = rejected_rows(judged, bronze, month, source, "test", NOW)
     gold = kpis(silver, "f.csv", "sha", "test", NOW)
     return bronze, silver, rejects, gold
 

@@ -6,16 +6,15 @@ from dagster_pyspark import LazyPySparkResource
 from cvm210_assets import PIPELINE_VERSION
 from cvm210_assets.assets.common import (
     SKIPPED,
-    BlockingCheckFailed,
     Check,
     Outcome,
-    blocking_failures,
     fingerprint,
     is_current,
     markdown_table,
     month_of,
     now_utc,
     outcomes_from_record,
+    report,
     require,
     table_schema,
 )
@@ -73,54 +72,44 @@ def bronze(context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResou
 
     spark = pyspark.spark_session
     layout = LAYOUTS[csv["layout"]]
+    ingested_at = now_utc()
     with lake.storage.local_copy(csv["csv_key"]) as path:
         lines = spark.read.option("lineSep", "\n").text(str(path))
-        rows = bronze_rows(
-            lines, layout, month, csv["csv_key"], csv["csv_sha256"], now_utc()
-        ).persist()
-        try:
-            count = rows.count()
-            outcomes = [
-                Outcome(
-                    ALL_LINES_LOADED,
-                    count == csv["rows"],
-                    {"bronze_rows": count, "csv_data_lines": csv["rows"]},
-                )
-            ]
-            for outcome in outcomes:
-                yield outcome.result(BRONZE)
-            if failures := blocking_failures(outcomes):
-                raise BlockingCheckFailed(
-                    f"bronze {month} not written: {failures[0].check.name} failed"
-                    f" ({failures[0].metadata})"
-                )
-            write = lake.tables.replace_month(
-                BRONZE, rows, month, {"cvm210.month": month.key, **wanted}
-            )
-            preview = [r.asDict() for r in rows.limit(5).collect()]
-        finally:
-            rows.unpersist()
+        rows = lake.tables.stage(
+            bronze_rows(lines, layout, month, csv["csv_key"], csv["csv_sha256"], ingested_at)
+        )
+    outcomes = [
+        Outcome(
+            ALL_LINES_LOADED,
+            rows.rows == csv["rows"],
+            {"bronze_rows": rows.rows, "csv_data_lines": csv["rows"]},
+        )
+    ]
+    yield from report(BRONZE, month, outcomes)
+    write = lake.tables.replace_month(BRONZE, rows, month, {"cvm210.month": month.key, **wanted})
     state.put(
         BRONZE,
         month,
         {
             **wanted,
-            "rows": count,
+            "rows": rows.rows,
             "delta_version": write.version,
             "layout": layout.name,
+            "arquivo_origem": csv["csv_key"],
+            "dh_ingestao": ingested_at.isoformat(),
             "checks": [o.record() for o in outcomes],
         },
     )
     yield MaterializeResult(
         data_version=DataVersion(csv["csv_sha256"]),
         metadata={
-            "dagster/row_count": count,
+            "dagster/row_count": rows.rows,
             "delta_version": write.version,
             "table": MetadataValue.path(lake.tables.uri(BRONZE)),
             "layout": layout.name,
             "source": csv["csv_key"],
             "source_sha256": csv["csv_sha256"],
-            "preview": markdown_table(preview, [*layout.columns, "numero_linha"]),
+            "preview": markdown_table(rows.preview(5), [*layout.columns, "numero_linha"]),
             SKIPPED: False,
         },
     )

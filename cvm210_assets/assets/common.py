@@ -2,7 +2,7 @@
 
 import datetime as dt
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,8 +114,15 @@ class BlockingCheckFailed(RuntimeError):
     """Raised after yielding the failed results: nothing was committed."""
 
 
-def blocking_failures(outcomes: Iterable[Outcome]) -> list[Outcome]:
-    return [o for o in outcomes if o.check.blocking and not o.passed]
+def report(asset: str, month: Month, outcomes: Sequence[Outcome]) -> Iterator[AssetCheckResult]:
+    """Yield the check results; then, if a blocking check failed, stop before any commit."""
+    yield from (outcome.result(asset) for outcome in outcomes)
+    failures = [o for o in outcomes if o.check.blocking and not o.passed]
+    if failures:
+        raise BlockingCheckFailed(
+            f"{asset} {month} not written (its tables keep their previous version): "
+            + "; ".join(f"{f.check.name} failed {f.metadata}" for f in failures)
+        )
 
 
 def table_schema(schema: StructType, extra: Sequence[tuple[str, str, str]] = ()) -> TableSchema:

@@ -7,16 +7,15 @@ from pyspark.sql import functions as F
 from cvm210_assets import PIPELINE_VERSION
 from cvm210_assets.assets.common import (
     SKIPPED,
-    BlockingCheckFailed,
     Check,
     Outcome,
-    blocking_failures,
     fingerprint,
     is_current,
     markdown_table,
     month_of,
     now_utc,
     outcomes_from_record,
+    report,
     require,
     table_schema,
 )
@@ -90,33 +89,26 @@ def gold_kpis(context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkRe
 
     spark = pyspark.spark_session
     source = lake.tables.read_month(spark, SILVER_ASSET, month).persist()
+    gold = kpis(source, csv_key(month), wanted["source_sha256"], PIPELINE_VERSION, now_utc())
+    gold = gold.persist()
     try:
-        gold = kpis(
-            source, csv_key(month), wanted["source_sha256"], PIPELINE_VERSION, now_utc()
-        ).persist()
-        outcomes = evaluate(gold_quality(gold, source))
-        for outcome in outcomes:
-            yield outcome.result(GOLD_ASSET)
-        if failures := blocking_failures(outcomes):
-            raise BlockingCheckFailed(
-                f"gold_kpis {month} not written (table left as it was): "
-                + "; ".join(f"{f.check.name} failed {f.metadata}" for f in failures)
-            )
-        write = lake.tables.replace_month(
-            GOLD_ASSET,
-            gold.orderBy("cnpj_fundo", "id_subclasse"),
-            month,
-            {"cvm210.month": month.key, **wanted},
-        )
+        quality = gold_quality(gold, source)
+        staged = lake.tables.stage(gold, cluster_by=("cnpj_fundo", "id_subclasse"))
         summary = gold.agg(
-            F.sum(F.col("em_risco").cast("int")), F.sum("fluxo_liquido"), F.sum("total_resgate")
+            F.count_if("em_risco"), F.sum("fluxo_liquido"), F.sum("total_resgate")
         ).first()
         top_outflows = [
             r.asDict()
             for r in gold.where("fluxo_liquido < 0").orderBy("fluxo_liquido").limit(10).collect()
         ]
     finally:
+        gold.unpersist()
         source.unpersist()
+    outcomes = evaluate(quality)
+    yield from report(GOLD_ASSET, month, outcomes)
+    write = lake.tables.replace_month(
+        GOLD_ASSET, staged, month, {"cvm210.month": month.key, **wanted}
+    )
     state.put(
         GOLD_ASSET,
         month,

@@ -1,5 +1,7 @@
 """silver and silver_rejects: bronze judged, cleaned and deduplicated, merged month by month."""
 
+import datetime as dt
+
 from dagster import (
     AssetCheckSeverity,
     AssetExecutionContext,
@@ -14,16 +16,15 @@ from cvm210_assets import PIPELINE_VERSION
 from cvm210_assets.assets.bronze import BRONZE, bronze
 from cvm210_assets.assets.common import (
     SKIPPED,
-    BlockingCheckFailed,
     Check,
     Outcome,
-    blocking_failures,
     fingerprint,
     is_current,
     markdown_table,
     month_of,
     now_utc,
     outcomes_from_record,
+    report,
     require,
     table_schema,
 )
@@ -32,7 +33,13 @@ from cvm210_assets.partitions import monthly_partitions
 from cvm210_assets.resources import Lake
 from cvm210_assets.source.layouts import LAYOUTS
 from cvm210_assets.transforms.quality import SilverQuality, silver_quality
-from cvm210_assets.transforms.silver import REJECT_REASONS, judge, rejected_rows, silver_rows
+from cvm210_assets.transforms.silver import (
+    REJECT_REASONS,
+    Source,
+    judge,
+    rejected_rows,
+    silver_rows,
+)
 
 SILVER_ASSET = "silver"
 REJECTS_TABLE = "silver_rejects"
@@ -143,37 +150,39 @@ def silver(context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResou
 
     spark = pyspark.spark_session
     layout = LAYOUTS[bronze_state["layout"]]
+    source = Source(
+        arquivo_origem=bronze_state["arquivo_origem"],
+        arquivo_sha256=bronze_state["source_sha256"],
+        layout=layout,
+        dh_ingestao=dt.datetime.fromisoformat(bronze_state["dh_ingestao"]),
+    )
     processed_at = now_utc()
-    source = lake.tables.read_month(spark, BRONZE, month)
-    judged = judge(source, layout, month).persist()
+    bronze_rows = lake.tables.read_month(spark, BRONZE, month)
+    judged = judge(bronze_rows, layout, month).persist()
     try:
-        clean = silver_rows(judged, PIPELINE_VERSION, processed_at).persist()
-        rejects = rejected_rows(judged, layout, PIPELINE_VERSION, processed_at)
-        by_reason = dict(rejects.groupBy("motivo").count().collect())
+        clean = silver_rows(judged, month, source, PIPELINE_VERSION, processed_at)
+        by_reason = dict(judged.groupBy("motivo").count().where("motivo IS NOT NULL").collect())
         rejected = sum(by_reason.values())
-        bronze_count = lake.tables.month_rows(BRONZE, month)
-        outcomes = evaluate(silver_quality(clean, month), bronze_count, rejected)
-        for outcome in outcomes:
-            yield outcome.result(SILVER_ASSET)
-        if failures := blocking_failures(outcomes):
-            raise BlockingCheckFailed(
-                f"silver {month} not written (tables left as they were): "
-                + "; ".join(f"{f.check.name} failed {f.metadata}" for f in failures)
-            )
-        commit = {"cvm210.month": month.key, **wanted}
-        # Rejects first: silver's state record is written last and marks the month done.
-        rejects_write = lake.tables.replace_month(REJECTS_TABLE, rejects, month, commit)
-        silver_write = lake.tables.merge_month(
-            SILVER_ASSET, clean.orderBy(*SILVER_KEY), month, SILVER_KEY, SILVER_VALUES, commit
+        quality = silver_quality(clean, month)
+        staged = lake.tables.stage(clean, cluster_by=SILVER_KEY)
+        rejects = lake.tables.stage(
+            rejected_rows(judged, bronze_rows, month, source, PIPELINE_VERSION, processed_at),
+            cluster_by=("numero_linha",),
         )
-        changes = _changes(silver_write.metrics)
-        if changes["updated"] or changes["deleted"]:
-            lake.tables.cluster_month(SILVER_ASSET, month, ("cnpj_fundo",))
-        silver_count = silver_write.rows
-        preview = [r.asDict() for r in clean.orderBy(*SILVER_KEY).limit(5).collect()]
-        rejects_preview = [r.asDict() for r in rejects.orderBy("numero_linha").limit(10).collect()]
     finally:
         judged.unpersist()
+    outcomes = evaluate(quality, lake.tables.month_rows(BRONZE, month), rejected)
+    yield from report(SILVER_ASSET, month, outcomes)
+    commit = {"cvm210.month": month.key, **wanted}
+    # Rejects first: silver's state record is written last and marks the month done.
+    rejects_write = lake.tables.replace_month(REJECTS_TABLE, rejects, month, commit)
+    silver_write = lake.tables.merge_month(
+        SILVER_ASSET, staged, month, SILVER_KEY, SILVER_VALUES, commit
+    )
+    changes = _changes(silver_write.metrics)
+    silver_count = staged.rows
+    preview = staged.preview(5)
+    rejects_preview = rejects.preview(10)
     state.put(
         SILVER_ASSET,
         month,

@@ -26,6 +26,17 @@ TABLES = ("bronze", "silver", "silver_rejects", "gold_kpis")
 
 
 @dataclass(frozen=True)
+class Staged:
+    """Rows computed and held for a commit: checks look at them before anything is written."""
+
+    data: Any
+    rows: int
+
+    def preview(self, n: int) -> list[dict[str, Any]]:
+        return self.data.slice(0, n).to_pylist()
+
+
+@dataclass(frozen=True)
 class TableWrite:
     table: str
     version: int
@@ -52,8 +63,12 @@ class DeltaTables(ABC):
         """The month's rows, or None when the table does not exist yet."""
 
     @abstractmethod
+    def stage(self, rows: DataFrame, cluster_by: tuple[str, ...] = ()) -> Staged:
+        """Compute `rows` once, ordered by `cluster_by` (the files' clustering), for a commit."""
+
+    @abstractmethod
     def replace_month(
-        self, table: str, rows: DataFrame, month: Month, commit: dict[str, str]
+        self, table: str, rows: Staged, month: Month, commit: dict[str, str]
     ) -> TableWrite:
         """Replace the month's rows in one commit; other months are untouched."""
 
@@ -61,17 +76,13 @@ class DeltaTables(ABC):
     def merge_month(
         self,
         table: str,
-        rows: DataFrame,
+        rows: Staged,
         month: Month,
         key: tuple[str, ...],
         values: tuple[str, ...],
         commit: dict[str, str],
     ) -> TableWrite:
         """Make the month equal `rows` by MERGE: update changed `values`, insert, delete."""
-
-    @abstractmethod
-    def cluster_month(self, table: str, month: Month, columns: tuple[str, ...]) -> None:
-        """Z-order the month's files by `columns`."""
 
 
 def _month_predicate(month: Month, alias: str = "") -> str:
@@ -176,10 +187,18 @@ class DeltaRsTables(DeltaTables):
         files = self.month_files(delta, month)
         return self._dataset(files, data_schema).to_table() if files else data_schema.empty_table()
 
-    def replace_month(
-        self, table: str, rows: DataFrame, month: Month, commit: dict[str, str]
-    ) -> TableWrite:
+    def stage(self, rows: DataFrame, cluster_by: tuple[str, ...] = ()) -> Staged:
+        # Sorting in Arrow is cheaper than a global sort in Spark, and gives files whose
+        # min/max statistics on cnpj_fundo let readers skip them: clustering by construction.
         arrow = rows.toArrow()
+        if cluster_by:
+            arrow = arrow.sort_by([(c, "ascending") for c in cluster_by])
+        return Staged(arrow, arrow.num_rows)
+
+    def replace_month(
+        self, table: str, rows: Staged, month: Month, commit: dict[str, str]
+    ) -> TableWrite:
+        arrow = rows.data
         exists = self._open(table) is not None
         write_deltalake(
             self.uri(table),
@@ -196,13 +215,13 @@ class DeltaRsTables(DeltaTables):
     def merge_month(
         self,
         table: str,
-        rows: DataFrame,
+        rows: Staged,
         month: Month,
         key: tuple[str, ...],
         values: tuple[str, ...],
         commit: dict[str, str],
     ) -> TableWrite:
-        arrow = rows.toArrow()
+        arrow = rows.data
         delta = self._open(table)
         if delta is None or not self.month_files(delta, month):
             write_deltalake(
@@ -233,12 +252,3 @@ class DeltaRsTables(DeltaTables):
             .execute()
         )
         return TableWrite(table, self._open(table).version(), arrow.num_rows, metrics)
-
-    def cluster_month(self, table: str, month: Month, columns: tuple[str, ...]) -> None:
-        delta = self._open(table)
-        if delta is not None:
-            delta.optimize.z_order(
-                list(columns),
-                partition_filters=[("ano", "=", str(month.ano)), ("mes", "=", str(month.mes))],
-                commit_properties=CommitProperties(custom_metadata={"cvm210.operation": "zorder"}),
-            )

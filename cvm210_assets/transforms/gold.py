@@ -26,21 +26,29 @@ def kpis(
     zero = F.lit(0).cast(MONEY)
     captacao = F.coalesce(F.col("captc_dia"), zero)
     resgate = F.coalesce(F.col("resg_dia"), zero)
+    # The first and the last report of the month, each as one struct ordered by its date.
+    day = F.struct("dt_comptc", "vl_patrim_liq", "vl_quota", "nr_cotst", "tp_fundo")
     monthly = silver.groupBy(*GOLD_KEY).agg(
-        F.count_distinct("dt_comptc").alias("dias_com_informe"),
+        # Silver's key is unique (a blocking check), so a row is a distinct dt_comptc.
+        F.count("dt_comptc").alias("dias_com_informe"),
         F.sum(captacao).alias("total_captacao"),
         F.sum(resgate).alias("total_resgate"),
         F.avg("vl_patrim_liq").alias("patrimonio_medio"),
-        F.min_by("vl_patrim_liq", "dt_comptc").alias("patrimonio_inicial"),
-        F.max_by("vl_patrim_liq", "dt_comptc").alias("patrimonio_final"),
-        F.min_by("vl_quota", "dt_comptc").alias("cota_inicial"),
-        F.max_by("vl_quota", "dt_comptc").alias("cota_final"),
-        F.min_by("nr_cotst", "dt_comptc").alias("cotistas_inicial"),
-        F.max_by("nr_cotst", "dt_comptc").alias("cotistas_final"),
-        F.sum(F.when(captacao - resgate < 0, 1).otherwise(0)).alias("dias_fluxo_negativo"),
-        F.max_by("tp_fundo", "dt_comptc").alias("tp_fundo"),
+        F.min(day).alias("_first"),
+        F.max(day).alias("_last"),
+        F.count_if(captacao - resgate < 0).alias("dias_fluxo_negativo"),
     )
     fluxo = (F.col("total_captacao") - F.col("total_resgate")).cast(MONEY_SUM)
+    ends = monthly.select(
+        "*",
+        F.col("_first.vl_patrim_liq").alias("patrimonio_inicial"),
+        F.col("_last.vl_patrim_liq").alias("patrimonio_final"),
+        F.col("_first.vl_quota").alias("cota_inicial"),
+        F.col("_last.vl_quota").alias("cota_final"),
+        F.col("_first.nr_cotst").alias("cotistas_inicial"),
+        F.col("_last.nr_cotst").alias("cotistas_final"),
+        F.col("_last.tp_fundo").alias("tp_fundo"),
+    )
     derived = {
         "fluxo_liquido": fluxo,
         "variacao_cota": _ratio(F.col("cota_final"), F.col("cota_inicial")) - 1,
@@ -53,7 +61,7 @@ def kpis(
         "versao_pipeline": F.lit(pipeline_version),
         "dh_processamento": F.lit(processed_at),
     }
-    return monthly.select(
+    return ends.select(
         *(
             derived.get(field.name, F.col(field.name)).cast(field.dataType).alias(field.name)
             for field in GOLD.fields

@@ -42,31 +42,32 @@ class SilverQuality:
 
 
 def silver_quality(silver: DataFrame, month: Month) -> SilverQuality:
+    """Measures on the rows about to be committed; `silver` should be cached by the caller."""
     required = ("cnpj_fundo", "dt_comptc", "vl_patrim_liq")
-    key = F.struct(*(F.coalesce(F.col(c).cast("string"), F.lit("\u0000")) for c in SILVER_KEY))
-    bad_digits = ~cnpj_check_digits_ok(F.col("cnpj_fundo"))
+    outside = (F.year("dt_comptc") != month.ano) | (F.month("dt_comptc") != month.mes)
     row = silver.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.sum(F.when(F.greatest(*(F.col(c).isNull() for c in required)), 1).otherwise(0)),
-        F.sum(F.when(F.col("vl_patrim_liq") <= 0, 1).otherwise(0)),
-        F.count_distinct(key),
-        F.sum(
-            F.when(
-                (F.year("dt_comptc") != month.ano) | (F.month("dt_comptc") != month.mes), 1
-            ).otherwise(0)
-        ),
-        F.count_distinct(F.when(bad_digits, F.col("cnpj_fundo"))),
-        F.slice(F.sort_array(F.collect_set(F.when(bad_digits, F.col("cnpj_fundo")))), 1, 5),
+        F.count(F.lit(1)),
+        F.count_if(F.greatest(*(F.col(c).isNull() for c in required))),
+        F.count_if(F.col("vl_patrim_liq") <= 0),
+        F.count_if(outside),
     ).first()
-    rows = row[0]
+    distinct_keys = silver.select(*SILVER_KEY).distinct().count()
+    # Check digits per distinct CNPJ (tens of thousands), not per row (over a million).
+    bad = [
+        r[0]
+        for r in silver.select("cnpj_fundo")
+        .distinct()
+        .where(~cnpj_check_digits_ok(F.col("cnpj_fundo")))
+        .collect()
+    ]
     return SilverQuality(
-        rows=rows,
-        missing_required=row[1] or 0,
-        non_positive_net_assets=row[2] or 0,
-        duplicate_keys=rows - row[3],
-        outside_month=row[4] or 0,
-        bad_cnpj_check_digits=row[5],
-        bad_cnpj_examples=list(row[6]),
+        rows=row[0],
+        missing_required=row[1],
+        non_positive_net_assets=row[2],
+        duplicate_keys=row[0] - distinct_keys,
+        outside_month=row[3],
+        bad_cnpj_check_digits=len(bad),
+        bad_cnpj_examples=sorted(bad)[:5],
     )
 
 
@@ -79,10 +80,8 @@ class GoldQuality:
 
 
 def gold_quality(gold: DataFrame, silver: DataFrame) -> GoldQuality:
-    key = F.struct(*(F.coalesce(F.col(c).cast("string"), F.lit("\u0000")) for c in GOLD_KEY))
     g = gold.agg(
         F.count(F.lit(1)),
-        F.count_distinct(key),
         F.sum("total_captacao"),
         F.sum("total_resgate"),
         F.sum("fluxo_liquido"),
@@ -94,10 +93,14 @@ def gold_quality(gold: DataFrame, silver: DataFrame) -> GoldQuality:
         F.sum(F.coalesce("captc_dia", F.lit(0)) - F.coalesce("resg_dia", F.lit(0))),
         F.count(F.lit(1)),
     ).first()
-    zero_if_none = lambda values: tuple(0 if v is None else v for v in values)  # noqa: E731
     return GoldQuality(
         rows=g[0],
-        duplicate_keys=g[0] - g[1],
-        gold_totals=zero_if_none(g[2:]),
-        silver_totals=zero_if_none(s),
+        duplicate_keys=g[0] - gold.select(*GOLD_KEY).distinct().count(),
+        gold_totals=_zero_if_none(g[1:]),
+        silver_totals=_zero_if_none(s),
     )
+
+
+def _zero_if_none(values: tuple) -> tuple:
+    """SUM of no rows is NULL; for comparing totals it is zero."""
+    return tuple(0 if v is None else v for v in values)

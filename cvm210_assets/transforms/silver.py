@@ -7,12 +7,13 @@ first rule it broke (README, "Rejected rows"). Nothing is rounded, coerced or gu
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import DecimalType, IntegerType
+from pyspark.sql.types import DateType, DecimalType, IntegerType
 
-from cvm210_assets.lake.schemas import BRONZE_LINEAGE, SILVER, SILVER_KEY, SILVER_REJECTS
+from cvm210_assets.lake.schemas import SILVER, SILVER_KEY, SILVER_REJECTS
 from cvm210_assets.partitions import Month
 from cvm210_assets.source.layouts import Layout
 
@@ -32,6 +33,13 @@ SILVER_NAMES = {
     "RESG_DIA": "resg_dia",
     "NR_COTST": "nr_cotst",
 }
+SILVER_NAMES_ORDER = (
+    "tp_fundo",
+    "cnpj_fundo",
+    "id_subclasse",
+    "dt_comptc",
+    *SILVER_NAMES.values(),
+)
 REJECT_REASONS = (
     "numero_de_campos",
     "cnpj_ausente",
@@ -48,7 +56,7 @@ REJECT_REASONS = (
 
 def strip(column: Column) -> Column:
     """Trims ASCII whitespace at both ends (spaces, tabs, CR, LF, FF, VT)."""
-    return F.regexp_replace(column, r"^[ \t\r\n\f\x0B]+|[ \t\r\n\f\x0B]+$", "")
+    return F.btrim(column, F.lit(" \t\r\n\f\x0b"))
 
 
 def decimal_text_ok(text: Column, precision: int, scale: int) -> Column:
@@ -56,45 +64,63 @@ def decimal_text_ok(text: Column, precision: int, scale: int) -> Column:
     return text.rlike(rf"^[+-]?0*[0-9]{{1,{precision - scale}}}(\.[0-9]{{1,{scale}}})?$")
 
 
-def _source(column: str) -> str:
-    return f"src_{column}"
+def _text(column: str) -> str:
+    return f"txt_{column}"
 
 
 def judge(bronze: DataFrame, layout: Layout, month: Month) -> DataFrame:
-    """Bronze rows with their parsed fields and `motivo`/`detalhe` (NULL for good rows)."""
+    """Bronze rows with their parsed fields and `motivo`/`detalhe` (NULL for good rows).
+
+    Built in stages, each naming its results, so that every expression is computed once per
+    row: one nested expression would repeat its parts and overflow Spark's code generation.
+    """
     ncols = len(layout.columns)
-    # Source columns are renamed: Spark's names are case-insensitive, CNPJ_FUNDO is cnpj_fundo.
-    # Other layouts' columns (all NULL this month, present by schema evolution) are left out.
-    source = bronze.select(
-        *(F.col(name).alias(_source(name)) for name in layout.columns),
-        *BRONZE_LINEAGE.fieldNames(),
+    # Source columns are renamed (Spark's names are case-insensitive: CNPJ_FUNDO would clash
+    # with cnpj_fundo); other layouts' columns, present by schema evolution, are left out.
+    trimmed = bronze.select(
+        *(strip(F.col(name)).alias(_text(name)) for name in layout.columns),
+        "numero_linha",
+        "qtd_campos",
     )
-    text = {name: strip(F.col(_source(name))) for name in layout.columns}
-    cnpj = F.regexp_replace(text[layout.cnpj_column], r"[./-]", "")
-    date = F.when(
-        text["DT_COMPTC"].rlike(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"),
-        F.try_to_date(text["DT_COMPTC"], "yyyy-MM-dd"),
-    )
+    text = {name: F.col(_text(name)) for name in layout.columns}
+
+    def optional_text(column: str | None) -> Column:
+        if column is None:
+            return F.lit(None).cast("string")
+        return F.when(text[column] != "", text[column])
+
     values = {
-        name: F.when(text[name] != "", text[name].try_cast(DecimalType(precision, scale)))
+        silver: F.when(text[name] != "", text[name].try_cast(DecimalType(precision, scale)))
         for name, precision, scale in DECIMAL_FIELDS
+        for silver in [SILVER_NAMES[name]]
     }
-    values["NR_COTST"] = F.when(text["NR_COTST"] != "", text["NR_COTST"].try_cast(IntegerType()))
+    values["nr_cotst"] = F.when(text["NR_COTST"] != "", text["NR_COTST"].try_cast(IntegerType()))
+    parsed = trimmed.select(
+        "*",
+        optional_text(layout.type_column).alias("tp_fundo"),
+        F.regexp_replace(text[layout.cnpj_column], r"[./-]", "").alias("cnpj_fundo"),
+        optional_text(layout.subclass_column).alias("id_subclasse"),
+        F.when(
+            text["DT_COMPTC"].rlike(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"),
+            text["DT_COMPTC"].try_cast(DateType()),  # NULL for 2024-02-30
+        ).alias("dt_comptc"),
+        *(value.alias(name) for name, value in values.items()),
+    )
+
     value_ok = {
         name: (text[name] == "") | decimal_text_ok(text[name], precision, scale)
         for name, precision, scale in DECIMAL_FIELDS
     }
     value_ok["NR_COTST"] = (text["NR_COTST"] == "") | (
-        text["NR_COTST"].rlike(r"^[+-]?[0-9]+$") & values["NR_COTST"].isNotNull()
+        text["NR_COTST"].rlike(r"^[+-]?[0-9]+$") & F.col("nr_cotst").isNotNull()
     )
-    first_bad_value = F.lit(None).cast("string")
-    for name in reversed(SILVER_NAMES):
-        first_bad_value = F.when(~value_ok[name], F.lit(name)).otherwise(first_bad_value)
-    bad_value_text = F.lit(None).cast("string")
-    for name in SILVER_NAMES:
-        bad_value_text = F.when(first_bad_value == name, text[name]).otherwise(bad_value_text)
+    with_bad_value = parsed.select(
+        "*",
+        F.coalesce(*(F.when(~ok, F.lit(name)) for name, ok in value_ok.items())).alias("_bad"),
+        F.coalesce(*(F.when(~ok, text[name]) for name, ok in value_ok.items())).alias("_bad_text"),
+    )
 
-    pl = values["VL_PATRIM_LIQ"]
+    date = F.col("dt_comptc")
     rules: list[tuple[Column, str, Column]] = [
         (
             F.col("qtd_campos") != ncols,
@@ -103,7 +129,7 @@ def judge(bronze: DataFrame, layout: Layout, month: Month) -> DataFrame:
         ),
         (text[layout.cnpj_column] == "", "cnpj_ausente", F.lit(f"{layout.cnpj_column} vazio")),
         (
-            ~cnpj.rlike("^[0-9]{14}$"),
+            ~F.col("cnpj_fundo").rlike("^[0-9]{14}$"),
             "cnpj_invalido",
             F.format_string(
                 f"{layout.cnpj_column}='%s' não tem 14 dígitos", text[layout.cnpj_column]
@@ -121,63 +147,89 @@ def judge(bronze: DataFrame, layout: Layout, month: Month) -> DataFrame:
             F.format_string(f"DT_COMPTC=%s fora de {month.key}", text["DT_COMPTC"]),
         ),
         (
-            first_bad_value.isNotNull(),
+            F.col("_bad").isNotNull(),
             "valor_invalido",
-            F.format_string("%s='%s' não cabe no tipo do campo", first_bad_value, bad_value_text),
+            F.format_string("%s='%s' não cabe no tipo do campo", "_bad", "_bad_text"),
         ),
         (text["VL_PATRIM_LIQ"] == "", "patrimonio_ausente", F.lit("VL_PATRIM_LIQ vazio")),
         (
-            pl <= 0,
+            F.col("vl_patrim_liq") <= 0,
             "patrimonio_nao_positivo",
             F.format_string("VL_PATRIM_LIQ=%s", text["VL_PATRIM_LIQ"]),
         ),
     ]
-    motivo = F.lit(None).cast("string")
-    detalhe = F.lit(None).cast("string")
-    for condition, reason, detail in reversed(rules):
-        motivo = F.when(condition, F.lit(reason)).otherwise(motivo)
-        detalhe = F.when(condition, detail).otherwise(detalhe)
-
-    def optional_text(column: str | None) -> Column:
-        if column is None:
-            return F.lit(None).cast("string")
-        return F.when(text[column] != "", text[column])
-
-    parsed = source.select(
-        "*",
-        optional_text(layout.type_column).alias("tp_fundo"),
-        cnpj.alias("cnpj_fundo"),
-        optional_text(layout.subclass_column).alias("id_subclasse"),
-        date.alias("dt_comptc"),
-        *(values[name].alias(silver) for name, silver in SILVER_NAMES.items()),
-        motivo.alias("motivo"),
-        detalhe.alias("detalhe"),
+    # The first rule broken is the reason: a rule's condition is NULL-safe or NULL, never an
+    # error, so evaluating all of them and keeping the first hit is the same as stopping there.
+    rule_index = F.coalesce(
+        *(F.when(condition, F.lit(i)) for i, (condition, _, _) in enumerate(rules))
     )
-    # Last row of the file wins: earlier rows with the same key are duplicates.
-    last_line = F.max(F.when(F.col("motivo").isNull(), F.col("numero_linha"))).over(
-        Window.partitionBy(*SILVER_KEY)
+    judged = with_bad_value.withColumn("_rule", rule_index).select(
+        "numero_linha",
+        *SILVER_NAMES_ORDER,
+        F.coalesce(
+            *(F.when(F.col("_rule") == i, F.lit(r)) for i, (_, r, _) in enumerate(rules))
+        ).alias("motivo"),
+        F.coalesce(*(F.when(F.col("_rule") == i, d) for i, (_, _, d) in enumerate(rules))).alias(
+            "detalhe"
+        ),
     )
+    # Last row of the file wins: earlier rows with the same key are duplicates. Only the keys
+    # seen twice are joined back (few: adaptive execution broadcasts them), not a window over
+    # every row.
+    valid = judged.where(F.col("motivo").isNull())
+    repeated = (
+        valid.groupBy(*SILVER_KEY)
+        .agg(F.max("numero_linha").alias("_last_line"), F.count(F.lit(1)).alias("_n"))
+        .where(F.col("_n") > 1)
+        .drop("_n")
+    )
+    on = [judged[c].eqNullSafe(repeated[c]) for c in SILVER_KEY]
+    with_last = judged.join(repeated, on, "left").select(judged["*"], repeated["_last_line"])
     duplicate = F.col("motivo").isNull() & (F.col("numero_linha") < F.col("_last_line"))
     return (
-        parsed.withColumn("_last_line", last_line)
-        .withColumn("motivo", F.when(duplicate, F.lit("duplicado")).otherwise(F.col("motivo")))
-        .withColumn(
+        with_last.withColumn(
             "detalhe",
             F.when(
                 duplicate,
                 F.format_string("mesma chave que a linha %d, que prevalece", F.col("_last_line")),
             ).otherwise(F.col("detalhe")),
         )
+        .withColumn("motivo", F.when(duplicate, F.lit("duplicado")).otherwise(F.col("motivo")))
         .drop("_last_line")
     )
 
 
-def silver_rows(judged: DataFrame, pipeline_version: str, processed_at: dt.datetime) -> DataFrame:
-    """The rows that passed every rule, in silver's schema."""
-    extra = {
+@dataclass(frozen=True)
+class Source:
+    """The one CSV a bronze month comes from: the lineage every silver and reject row carries."""
+
+    arquivo_origem: str
+    arquivo_sha256: str
+    layout: Layout
+    dh_ingestao: dt.datetime
+
+
+def _lineage(source: Source, pipeline_version: str, processed_at: dt.datetime) -> dict:
+    return {
+        "arquivo_origem": F.lit(source.arquivo_origem),
+        "arquivo_sha256": F.lit(source.arquivo_sha256),
+        "layout_cabecalho": F.lit(source.layout.name),
+        "dh_ingestao": F.lit(source.dh_ingestao),
         "versao_pipeline": F.lit(pipeline_version),
         "dh_processamento": F.lit(processed_at),
     }
+
+
+def silver_rows(
+    judged: DataFrame,
+    month: Month,
+    source: Source,
+    pipeline_version: str,
+    processed_at: dt.datetime,
+) -> DataFrame:
+    """The rows that passed every rule, in silver's schema."""
+    extra = _lineage(source, pipeline_version, processed_at)
+    extra |= {"ano": F.lit(month.ano), "mes": F.lit(month.mes)}
     return judged.where(F.col("motivo").isNull()).select(
         *(
             extra.get(field.name, F.col(field.name)).cast(field.dataType).alias(field.name)
@@ -187,17 +239,24 @@ def silver_rows(judged: DataFrame, pipeline_version: str, processed_at: dt.datet
 
 
 def rejected_rows(
-    judged: DataFrame, layout: Layout, pipeline_version: str, processed_at: dt.datetime
+    judged: DataFrame,
+    bronze: DataFrame,
+    month: Month,
+    source: Source,
+    pipeline_version: str,
+    processed_at: dt.datetime,
 ) -> DataFrame:
-    """The rows that broke a rule, as read, with the reason."""
-    fields = F.array(*(F.col(_source(name)) for name in layout.columns))
+    """The rows that broke a rule, as read (rebuilt from bronze's fields), with the reason."""
+    layout = source.layout
+    verdicts = judged.where(F.col("motivo").isNotNull()).select("numero_linha", "motivo", "detalhe")
+    fields = F.array(*(F.col(name) for name in layout.columns))
     shown = F.slice(fields, F.lit(1), F.least(F.col("qtd_campos"), F.lit(len(layout.columns))))
-    extra = {
-        "registro": F.concat_ws(";", shown, F.col("campos_extras")),
-        "versao_pipeline": F.lit(pipeline_version),
-        "dh_processamento": F.lit(processed_at),
-    }
-    return judged.where(F.col("motivo").isNotNull()).select(
+    lines = bronze.select(
+        "numero_linha", F.concat_ws(";", shown, "campos_extras").alias("registro")
+    )
+    extra = _lineage(source, pipeline_version, processed_at)
+    extra |= {"ano": F.lit(month.ano), "mes": F.lit(month.mes)}
+    return lines.join(verdicts, "numero_linha").select(
         *(
             extra.get(field.name, F.col(field.name)).cast(field.dataType).alias(field.name)
             for field in SILVER_REJECTS.fields
