@@ -17,7 +17,7 @@ from cvm210_assets.partitions import Month
 from cvm210_assets.source.layouts import LAYOUTS
 from cvm210_assets.transforms.bronze import bronze_rows
 from cvm210_assets.transforms.gold import kpis
-from cvm210_assets.transforms.quality import gold_quality, silver_quality
+from cvm210_assets.transforms.quality import gold_quality, silver_quality, silver_totals
 from cvm210_assets.transforms.silver import Source, judge, rejected_rows, silver_rows
 from cvm210_assets_tests.expectations import assert_gold, assert_rejects, assert_silver
 from cvm210_assets_tests.reference import expected_month
@@ -114,7 +114,8 @@ def bad_silver(spark: SparkSession):
 
 def test_silver_checks_fail_on_bad_data(bad_silver) -> None:
     outcomes = {
-        o.check.name: o for o in silver_asset.evaluate(silver_quality(bad_silver, MARCH), 9, 4)
+        o.check.name: o
+        for o in silver_asset.evaluate(silver_quality(bad_silver.toArrow(), MARCH), 9, 4)
     }
     assert not outcomes["required_fields_present"].passed
     assert not outcomes["net_assets_positive"].passed
@@ -136,12 +137,21 @@ def test_gold_checks_fail_when_totals_or_keys_disagree(bad_silver) -> None:
         ["cnpj_fundo", "id_subclasse", "dt_comptc"]
     )
     gold = kpis(silver, "f", "s", "t", NOW)
-    assert all(o.passed for o in gold_asset.evaluate(gold_quality(gold, silver)))
+    sums = silver_totals(silver)
+    assert all(o.passed for o in gold_asset.evaluate(gold_quality(gold.toArrow(), sums)))
     skewed = gold.withColumn("total_captacao", F.col("total_captacao") + F.lit(Decimal("0.01")))
-    totals, _ = gold_asset.evaluate(gold_quality(skewed, silver))
-    _, keys = gold_asset.evaluate(gold_quality(gold.unionByName(gold), silver))
+    totals, _ = gold_asset.evaluate(gold_quality(skewed.toArrow(), sums))
+    _, keys = gold_asset.evaluate(gold_quality(gold.unionByName(gold).toArrow(), sums))
     assert not totals.passed
     assert totals.metadata["captacao_gold"] == str(
         sum(r["total_captacao"] for r in gold.collect()) + Decimal("0.01") * gold.count()
     )
     assert not keys.passed and keys.metadata == {"duplicate_keys": 2}
+
+
+def test_cnpj_check_digits() -> None:
+    from cvm210_assets.transforms.quality import cnpj_check_digits_ok
+
+    assert cnpj_check_digits_ok("00017024000153") and cnpj_check_digits_ok("00068305000135")
+    assert not cnpj_check_digits_ok("00017024000154")
+    assert not cnpj_check_digits_ok("0001702400015") and not cnpj_check_digits_ok("0001702400015x")

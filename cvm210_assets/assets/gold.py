@@ -25,7 +25,7 @@ from cvm210_assets.lake.schemas import GOLD
 from cvm210_assets.partitions import monthly_partitions
 from cvm210_assets.resources import Lake
 from cvm210_assets.transforms.gold import kpis
-from cvm210_assets.transforms.quality import GoldQuality, gold_quality
+from cvm210_assets.transforms.quality import GoldQuality, gold_quality, silver_totals
 
 GOLD_ASSET = "gold_kpis"
 
@@ -88,12 +88,14 @@ def gold_kpis(context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkRe
         return
 
     spark = pyspark.spark_session
-    source = lake.tables.read_month(spark, SILVER_ASSET, month).persist()
+    # Silver is read twice (KPIs, then the sums the check compares them with): each read
+    # prunes to the columns it needs, which is cheaper than caching the whole month.
+    source = lake.tables.read_month(spark, SILVER_ASSET, month)
     gold = kpis(source, csv_key(month), wanted["source_sha256"], PIPELINE_VERSION, now_utc())
     gold = gold.persist()
     try:
-        quality = gold_quality(gold, source)
         staged = lake.tables.stage(gold, cluster_by=("cnpj_fundo", "id_subclasse"))
+        quality = gold_quality(staged.data, silver_totals(source))
         summary = gold.agg(
             F.count_if("em_risco"), F.sum("fluxo_liquido"), F.sum("total_resgate")
         ).first()
@@ -103,7 +105,6 @@ def gold_kpis(context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkRe
         ]
     finally:
         gold.unpersist()
-        source.unpersist()
     outcomes = evaluate(quality)
     yield from report(GOLD_ASSET, month, outcomes)
     write = lake.tables.replace_month(

@@ -36,7 +36,8 @@ from cvm210_assets.transforms.quality import SilverQuality, silver_quality
 from cvm210_assets.transforms.silver import (
     REJECT_REASONS,
     Source,
-    judge,
+    judge_rows,
+    mark_duplicates,
     rejected_rows,
     silver_rows,
 )
@@ -158,12 +159,12 @@ def silver(context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResou
     )
     processed_at = now_utc()
     bronze_rows = lake.tables.read_month(spark, BRONZE, month)
-    judged = judge(bronze_rows, layout, month).persist()
+    single = judge_rows(bronze_rows, layout, month).persist()
+    judged = mark_duplicates(single).persist()
     try:
         clean = silver_rows(judged, month, source, PIPELINE_VERSION, processed_at)
         by_reason = dict(judged.groupBy("motivo").count().where("motivo IS NOT NULL").collect())
         rejected = sum(by_reason.values())
-        quality = silver_quality(clean, month)
         staged = lake.tables.stage(clean, cluster_by=SILVER_KEY)
         rejects = lake.tables.stage(
             rejected_rows(judged, bronze_rows, month, source, PIPELINE_VERSION, processed_at),
@@ -171,6 +172,8 @@ def silver(context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResou
         )
     finally:
         judged.unpersist()
+        single.unpersist()
+    quality = silver_quality(staged.data, month)
     outcomes = evaluate(quality, lake.tables.month_rows(BRONZE, month), rejected)
     yield from report(SILVER_ASSET, month, outcomes)
     commit = {"cvm210.month": month.key, **wanted}

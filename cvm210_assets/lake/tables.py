@@ -27,9 +27,10 @@ TABLES = ("bronze", "silver", "silver_rejects", "gold_kpis")
 
 @dataclass(frozen=True)
 class Staged:
-    """Rows computed and held for a commit: checks look at them before anything is written."""
+    """Rows computed once and held on the driver as Arrow for a commit: the checks read these
+    very rows before anything is written. (A month is at most a few million rows.)"""
 
-    data: Any
+    data: pa.Table
     rows: int
 
     def preview(self, n: int) -> list[dict[str, Any]]:

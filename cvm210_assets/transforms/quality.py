@@ -1,33 +1,46 @@
-"""Data-quality measures computed before a Delta commit, so bad data is never committed.
+"""Data-quality measures of the rows about to be committed, so bad data is never committed.
 
-Each function runs one aggregation and returns plain numbers; the assets turn them into
-asset-check results. A check "fails" when its count of offending rows is not zero.
+The measures read the staged rows themselves (Arrow, on the driver), not a recomputation of
+them: what is checked is exactly what would be written. The assets turn the numbers into
+asset-check results; a check fails when its count of offending rows is not zero.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
-from pyspark.sql import Column, DataFrame
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cvm210_assets.lake.schemas import GOLD_KEY, SILVER_KEY
 from cvm210_assets.partitions import Month
 
 _CNPJ_WEIGHTS_1 = (5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2)
-_CNPJ_WEIGHTS_2 = (6, 5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2)
+_CNPJ_WEIGHTS_2 = (6, *_CNPJ_WEIGHTS_1)
 
 
-def cnpj_check_digits_ok(cnpj: Column) -> Column:
+def cnpj_check_digits_ok(cnpj: str) -> bool:
     """True when a 14-digit CNPJ's two check digits are right (the modulo-11 rule)."""
-    digit = [F.substring(cnpj, i + 1, 1).cast("int") for i in range(14)]
+    if len(cnpj) != 14 or not cnpj.isascii() or not cnpj.isdigit():
+        return False
+    digits = [int(c) for c in cnpj]
 
-    def check(weights: tuple[int, ...]) -> Column:
-        total = sum((d * w for d, w in zip(digit, weights, strict=False)), F.lit(0))
-        rest = total % 11
-        return F.when(rest < 2, 0).otherwise(11 - rest)
+    def check(weights: tuple[int, ...]) -> int:
+        rest = sum(d * w for d, w in zip(digits, weights, strict=False)) % 11
+        return 0 if rest < 2 else 11 - rest
 
-    return (check(_CNPJ_WEIGHTS_1) == digit[12]) & (check(_CNPJ_WEIGHTS_2) == digit[13])
+    return check(_CNPJ_WEIGHTS_1) == digits[12] and check(_CNPJ_WEIGHTS_2) == digits[13]
+
+
+def _count(mask: pa.ChunkedArray | pa.Array) -> int:
+    return pc.sum(pc.fill_null(mask, False).cast(pa.int64())).as_py() or 0
+
+
+def _distinct_rows(table: pa.Table, columns: tuple[str, ...]) -> int:
+    return table.group_by(list(columns)).aggregate([]).num_rows
 
 
 @dataclass(frozen=True)
@@ -41,33 +54,27 @@ class SilverQuality:
     bad_cnpj_examples: list[str]
 
 
-def silver_quality(silver: DataFrame, month: Month) -> SilverQuality:
-    """Measures on the rows about to be committed; `silver` should be cached by the caller."""
+def silver_quality(silver: pa.Table, month: Month) -> SilverQuality:
     required = ("cnpj_fundo", "dt_comptc", "vl_patrim_liq")
-    outside = (F.year("dt_comptc") != month.ano) | (F.month("dt_comptc") != month.mes)
-    row = silver.agg(
-        F.count(F.lit(1)),
-        F.count_if(F.greatest(*(F.col(c).isNull() for c in required))),
-        F.count_if(F.col("vl_patrim_liq") <= 0),
-        F.count_if(outside),
-    ).first()
-    distinct_keys = silver.select(*SILVER_KEY).distinct().count()
+    missing = pc.or_(
+        pc.or_(pc.is_null(silver["cnpj_fundo"]), pc.is_null(silver["dt_comptc"])),
+        pc.is_null(silver[required[2]]),
+    )
+    dates = silver["dt_comptc"]
+    outside = pc.or_(
+        pc.not_equal(pc.year(dates), month.ano), pc.not_equal(pc.month(dates), month.mes)
+    )
     # Check digits per distinct CNPJ (tens of thousands), not per row (over a million).
-    bad = [
-        r[0]
-        for r in silver.select("cnpj_fundo")
-        .distinct()
-        .where(~cnpj_check_digits_ok(F.col("cnpj_fundo")))
-        .collect()
-    ]
+    cnpjs = pc.unique(silver["cnpj_fundo"].drop_null()).to_pylist()
+    bad = sorted(c for c in cnpjs if not cnpj_check_digits_ok(c))
     return SilverQuality(
-        rows=row[0],
-        missing_required=row[1],
-        non_positive_net_assets=row[2],
-        duplicate_keys=row[0] - distinct_keys,
-        outside_month=row[3],
+        rows=silver.num_rows,
+        missing_required=_count(missing),
+        non_positive_net_assets=_count(pc.less_equal(silver["vl_patrim_liq"], 0)),
+        duplicate_keys=silver.num_rows - _distinct_rows(silver, SILVER_KEY),
+        outside_month=_count(outside),
         bad_cnpj_check_digits=len(bad),
-        bad_cnpj_examples=sorted(bad)[:5],
+        bad_cnpj_examples=bad[:5],
     )
 
 
@@ -79,25 +86,28 @@ class GoldQuality:
     silver_totals: tuple
 
 
-def gold_quality(gold: DataFrame, silver: DataFrame) -> GoldQuality:
-    g = gold.agg(
-        F.count(F.lit(1)),
-        F.sum("total_captacao"),
-        F.sum("total_resgate"),
-        F.sum("fluxo_liquido"),
-        F.sum("dias_com_informe"),
-    ).first()
-    s = silver.agg(
+def silver_totals(silver: DataFrame) -> tuple[Decimal, Decimal, Decimal, int]:
+    """Σ captc_dia, Σ resg_dia, Σ net flow and the row count of a silver month (Spark)."""
+    zero = F.lit(0).cast("decimal(17,2)")
+    row = silver.agg(
         F.sum("captc_dia"),
         F.sum("resg_dia"),
-        F.sum(F.coalesce("captc_dia", F.lit(0)) - F.coalesce("resg_dia", F.lit(0))),
+        F.sum(F.coalesce("captc_dia", zero) - F.coalesce("resg_dia", zero)),
         F.count(F.lit(1)),
     ).first()
+    return _zero_if_none(tuple(row))
+
+
+def gold_quality(gold: pa.Table, silver: tuple) -> GoldQuality:
+    sums = tuple(
+        pc.sum(gold[c]).as_py()
+        for c in ("total_captacao", "total_resgate", "fluxo_liquido", "dias_com_informe")
+    )
     return GoldQuality(
-        rows=g[0],
-        duplicate_keys=g[0] - gold.select(*GOLD_KEY).distinct().count(),
-        gold_totals=_zero_if_none(g[1:]),
-        silver_totals=_zero_if_none(s),
+        rows=gold.num_rows,
+        duplicate_keys=gold.num_rows - _distinct_rows(gold, GOLD_KEY),
+        gold_totals=_zero_if_none(sums),
+        silver_totals=_zero_if_none(silver),
     )
 
 

@@ -69,7 +69,12 @@ def _text(column: str) -> str:
 
 
 def judge(bronze: DataFrame, layout: Layout, month: Month) -> DataFrame:
-    """Bronze rows with their parsed fields and `motivo`/`detalhe` (NULL for good rows).
+    """Bronze rows with their parsed fields and `motivo`/`detalhe` (NULL for good rows)."""
+    return mark_duplicates(judge_rows(bronze, layout, month))
+
+
+def judge_rows(bronze: DataFrame, layout: Layout, month: Month) -> DataFrame:
+    """Each row judged on its own: parsed fields and the first rule it breaks, if any.
 
     Built in stages, each naming its results, so that every expression is computed once per
     row: one nested expression would repeat its parts and overflow Spark's code generation.
@@ -173,18 +178,26 @@ def judge(bronze: DataFrame, layout: Layout, month: Month) -> DataFrame:
             "detalhe"
         ),
     )
-    # Last row of the file wins: earlier rows with the same key are duplicates. Only the keys
-    # seen twice are joined back (few: adaptive execution broadcasts them), not a window over
-    # every row.
-    valid = judged.where(F.col("motivo").isNull())
+    return judged
+
+
+def mark_duplicates(judged: DataFrame) -> DataFrame:
+    """Last row of the file wins: earlier valid rows with the same key become `duplicado`.
+
+    Only the keys seen twice (few) are broadcast and joined back: no shuffle of the rows and
+    no window over every row. `judged` is read twice; cache it when it is expensive.
+    """
     repeated = (
-        valid.groupBy(*SILVER_KEY)
+        judged.where(F.col("motivo").isNull())
+        .groupBy(*SILVER_KEY)
         .agg(F.max("numero_linha").alias("_last_line"), F.count(F.lit(1)).alias("_n"))
         .where(F.col("_n") > 1)
-        .drop("_n")
+        .select(*(F.col(c).alias(f"_r_{c}") for c in SILVER_KEY), "_last_line")
     )
-    on = [judged[c].eqNullSafe(repeated[c]) for c in SILVER_KEY]
-    with_last = judged.join(repeated, on, "left").select(judged["*"], repeated["_last_line"])
+    on = [F.col(c).eqNullSafe(F.col(f"_r_{c}")) for c in SILVER_KEY]
+    with_last = judged.join(F.broadcast(repeated), on, "left").drop(
+        *(f"_r_{c}" for c in SILVER_KEY)
+    )
     duplicate = F.col("motivo").isNull() & (F.col("numero_linha") < F.col("_last_line"))
     return (
         with_last.withColumn(
@@ -251,12 +264,14 @@ def rejected_rows(
     verdicts = judged.where(F.col("motivo").isNotNull()).select("numero_linha", "motivo", "detalhe")
     fields = F.array(*(F.col(name) for name in layout.columns))
     shown = F.slice(fields, F.lit(1), F.least(F.col("qtd_campos"), F.lit(len(layout.columns))))
-    lines = bronze.select(
-        "numero_linha", F.concat_ws(";", shown, "campos_extras").alias("registro")
-    )
     extra = _lineage(source, pipeline_version, processed_at)
-    extra |= {"ano": F.lit(month.ano), "mes": F.lit(month.mes)}
-    return lines.join(verdicts, "numero_linha").select(
+    extra |= {
+        "ano": F.lit(month.ano),
+        "mes": F.lit(month.mes),
+        "registro": F.concat_ws(";", shown, "campos_extras"),
+    }
+    # Rejects are few: broadcast them; the line is rebuilt only for the rows that matched.
+    return bronze.join(F.broadcast(verdicts), "numero_linha").select(
         *(
             extra.get(field.name, F.col(field.name)).cast(field.dataType).alias(field.name)
             for field in SILVER_REJECTS.fields
