@@ -16,6 +16,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from cvm210_assets.lake.schemas import PARTITION_COLUMNS
@@ -125,25 +126,31 @@ class DeltaRsTables(DeltaTables):
                 total += row["num_records"]
         return total
 
-    def read_month(self, spark: SparkSession, table: str, month: Month) -> DataFrame | None:
+    def _month_parts(self, table: str, month: Month) -> tuple[list[str], pa.Schema] | None:
+        """The month's Parquet files and their schema (partition columns live in the paths)."""
         delta = self._open(table)
         if delta is None:
             return None
         schema = pa.schema(delta.schema().to_arrow())
-        files = self.month_files(delta, month)
         data_schema = pa.schema([f for f in schema if f.name not in PARTITION_COLUMNS])
-        # Read the Parquet files themselves: Spark straight from a local folder, Arrow elsewhere
-        # (Spark has no S3 connector here). delta-rs' own readers are avoided on purpose:
-        # DeltaTable.to_pyarrow_table() has aborted the process at exit in deltalake 1.5-1.6.
-        if files and isinstance(self.storage, LocalStorage):
-            frame = spark.read.schema(from_arrow_schema(data_schema)).parquet(*files)
-        else:
-            arrow = (
-                self._dataset(files, data_schema).to_table() if files else data_schema.empty_table()
-            )
-            frame = spark.createDataFrame(arrow, schema=from_arrow_schema(data_schema))
-        from pyspark.sql import functions as F
+        return self.month_files(delta, month), data_schema
 
+    def _arrow(self, files: list[str], schema: pa.Schema) -> pa.Table:
+        # delta-rs' own readers are avoided on purpose: DeltaTable.to_pyarrow_table() has
+        # aborted the process at exit in deltalake 1.5-1.6; reading its file list has not.
+        return self._dataset(files, schema).to_table() if files else schema.empty_table()
+
+    def read_month(self, spark: SparkSession, table: str, month: Month) -> DataFrame | None:
+        parts = self._month_parts(table, month)
+        if parts is None:
+            return None
+        files, schema = parts
+        spark_schema = from_arrow_schema(schema)
+        # Spark reads a local folder's files itself; from S3 (no connector here) through Arrow.
+        if files and isinstance(self.storage, LocalStorage):
+            frame = spark.read.schema(spark_schema).parquet(*files)
+        else:
+            frame = spark.createDataFrame(self._arrow(files, schema), schema=spark_schema)
         return frame.withColumn("ano", F.lit(month.ano)).withColumn("mes", F.lit(month.mes))
 
     def _dataset(
@@ -179,14 +186,9 @@ class DeltaRsTables(DeltaTables):
         )
 
     def read_month_arrow(self, table: str, month: Month) -> pa.Table | None:
-        """The month's rows as Arrow (partition columns omitted), for tests and SQL."""
-        delta = self._open(table)
-        if delta is None:
-            return None
-        schema = pa.schema(delta.schema().to_arrow())
-        data_schema = pa.schema([f for f in schema if f.name not in PARTITION_COLUMNS])
-        files = self.month_files(delta, month)
-        return self._dataset(files, data_schema).to_table() if files else data_schema.empty_table()
+        """The month's rows as Arrow, partition columns omitted."""
+        parts = self._month_parts(table, month)
+        return None if parts is None else self._arrow(*parts)
 
     def stage(self, rows: DataFrame, cluster_by: tuple[str, ...] = ()) -> Staged:
         # Sorting in Arrow is cheaper than a global sort in Spark, and gives files whose
