@@ -13,9 +13,9 @@ from cvm210_assets.assets.common import (
     markdown_table,
     month_of,
     now_utc,
-    outcomes_from_record,
     report,
     require,
+    skip_unchanged,
     table_schema,
 )
 from cvm210_assets.assets.ingestion import S3_CSV, s3_csv_partition
@@ -61,13 +61,7 @@ def bronze(context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResou
     wanted = fingerprint(csv["csv_sha256"])
     previous = state.get(BRONZE, month)
     if is_current(previous, wanted):
-        context.log.info(f"{month}: bronze already holds CSV {csv['csv_sha256'][:12]}; skipped")
-        for outcome in outcomes_from_record(CHECKS, previous):
-            yield outcome.result(BRONZE, note="unchanged input: verdict of the run that loaded it")
-        yield MaterializeResult(
-            data_version=DataVersion(csv["csv_sha256"]),
-            metadata={SKIPPED: True, "dagster/row_count": previous["rows"]},
-        )
+        yield from skip_unchanged(context, BRONZE, CHECKS, previous)
         return
 
     spark = pyspark.spark_session

@@ -14,9 +14,9 @@ from cvm210_assets.assets.common import (
     markdown_table,
     month_of,
     now_utc,
-    outcomes_from_record,
     report,
     require,
+    skip_unchanged,
     table_schema,
 )
 from cvm210_assets.assets.silver import SILVER_ASSET
@@ -78,13 +78,7 @@ def gold_kpis(context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkRe
     wanted = fingerprint(silver_state["source_sha256"])
     previous = state.get(GOLD_ASSET, month)
     if is_current(previous, wanted):
-        context.log.info(f"{month}: gold already reflects this silver; skipped")
-        for outcome in outcomes_from_record(CHECKS, previous):
-            yield outcome.result(GOLD_ASSET, note="unchanged input: verdict of the last load")
-        yield MaterializeResult(
-            data_version=DataVersion(wanted["source_sha256"]),
-            metadata={SKIPPED: True, "dagster/row_count": previous["rows"]},
-        )
+        yield from skip_unchanged(context, GOLD_ASSET, CHECKS, previous)
         return
 
     spark = pyspark.spark_session

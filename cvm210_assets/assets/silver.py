@@ -23,9 +23,9 @@ from cvm210_assets.assets.common import (
     markdown_table,
     month_of,
     now_utc,
-    outcomes_from_record,
     report,
     require,
+    skip_unchanged,
     table_schema,
 )
 from cvm210_assets.lake.schemas import SILVER, SILVER_KEY, SILVER_REJECTS, SILVER_VALUES
@@ -136,16 +136,8 @@ def silver(context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResou
     wanted = fingerprint(bronze_state["source_sha256"])
     previous = state.get(SILVER_ASSET, month)
     if is_current(previous, wanted):
-        context.log.info(f"{month}: silver already reflects this bronze; skipped")
-        for outcome in outcomes_from_record(CHECKS, previous):
-            yield outcome.result(SILVER_ASSET, note="unchanged input: verdict of the last load")
-        yield MaterializeResult(
-            data_version=DataVersion(wanted["source_sha256"]),
-            metadata={
-                SKIPPED: True,
-                "dagster/row_count": previous["rows"],
-                "rejected_rows": previous["rejected"],
-            },
+        yield from skip_unchanged(
+            context, SILVER_ASSET, CHECKS, previous, rejected_rows=previous["rejected"]
         )
         return
 
