@@ -68,16 +68,13 @@ class Check:
         # shows one status per asset, and a failed 2019-07 would hide behind a passed 2025-01.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Specifying a partitions_def on an AssetCheckSpec")
-            return self._spec(asset)
-
-    def _spec(self, asset: str) -> AssetCheckSpec:
-        return AssetCheckSpec(
-            self.name,
-            asset=asset,
-            description=self.description,
-            blocking=self.blocking,
-            partitions_def=monthly_partitions,
-        )
+            return AssetCheckSpec(
+                self.name,
+                asset=asset,
+                description=self.description,
+                blocking=self.blocking,
+                partitions_def=monthly_partitions,
+            )
 
 
 @dataclass(frozen=True)
