@@ -80,3 +80,53 @@ def main_demo(lake: str, said: list[str]) -> bool:
     from cvm210_assets.demo import run_demo
 
     return run_demo(lake, months=["2019-07"], funds=40, say=said.append)
+
+
+def test_documented_command_line_run_with_environment_variables(fake_cvm, tmp_path) -> None:
+    """The README's `dagster asset materialize` command, configured only by the environment."""
+    import os
+    import subprocess
+    import sys
+
+    from cvm210_assets_tests.expectations import assert_gold
+
+    csv_bytes = generate_month(MonthSpec(2024, 3, "b", n_funds=40, seed=4, dirt=True))
+    fake_cvm.publish_month(2024, 3, csv_bytes)
+    lake = tmp_path / "lake"
+    env = {
+        **os.environ,
+        "CVM210_SOURCE_URL": fake_cvm.base_url,
+        "CVM210_LAKE_URI": str(lake),
+        "CVM210_SPARK_SHUFFLE_PARTITIONS": "2",
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+    }
+    (tmp_path / "dagster_home").mkdir()
+    command = [
+        sys.executable, "-m", "dagster", "asset", "materialize",
+        "-m", "cvm210_assets.definitions",
+        "--select", "raw_zip,s3_csv_partition,bronze,silver,gold_kpis",
+        "--partition", "2024-03",
+    ]  # fmt: skip
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    query = "SELECT * FROM cvm_p210.gold_cvm210_analytics"
+    sql = subprocess.run(
+        [sys.executable, "-m", "cvm210_assets.cli", "sql", query, "--format", "json"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert sql.returncode == 0, sql.stderr
+    rows = json.loads(sql.stdout)
+    for row in rows:
+        for column in (
+            "total_captacao",
+            "total_resgate",
+            "fluxo_liquido",
+            "patrimonio_inicial",
+            "patrimonio_final",
+            "cota_inicial",
+            "cota_final",
+            "patrimonio_medio",
+        ):
+            row[column] = None if row[column] is None else Decimal(row[column])
+    assert_gold(rows, expected_month(csv_bytes, 2024, 3).gold)
