@@ -12,10 +12,14 @@ from dataclasses import replace
 
 from dagster import DagsterInstance, materialize
 
+from cvm210_assets.definitions import ASSETS
 from cvm210_assets.fake_cvm.demo_site import publish_demo
 from cvm210_assets.fake_cvm.server import FakeCvm
+from cvm210_assets.lake.tables import DeltaRsTables
+from cvm210_assets.resources import build_resources
 from cvm210_assets.settings import Settings
 from cvm210_assets.settings import lake_uri as resolve_lake
+from cvm210_assets.sql import connect, render, run
 
 # One month of each header layout; 2019-07 comes from the 2019 yearly archive.
 DEMO_MONTHS = ("2019-07", "2024-03", "2025-01")
@@ -31,9 +35,6 @@ def run_demo(
     lake: str, months: Sequence[str] = DEMO_MONTHS, funds: int = 300, say: Callable = print
 ) -> bool:
     """Serve the demo site on 127.0.0.1, materialize `months`, print the design's query."""
-    from cvm210_assets.definitions import ASSETS
-    from cvm210_assets.resources import build_resources
-
     with FakeCvm() as fake:
         published = publish_demo(fake, n_funds=funds)
         say(f"Local CVM at {fake.base_url}: {', '.join(sorted(published))}")
@@ -57,11 +58,6 @@ def run_demo(
                 say(f"{key} failed; see the errors above.")
                 return False
     say(f"\nLake: {settings.lake_uri}\n\n{DESIGN_QUERY}\n")
-    from cvm210_assets.lake.tables import DeltaRsTables
-    from cvm210_assets.resources import Lake
-    from cvm210_assets.sql import connect, render, run
-
-    lake = Lake(uri=settings.lake_uri, s3=resources["lake"].s3)
-    columns, rows = run(connect(DeltaRsTables(lake.storage)), DESIGN_QUERY)
+    columns, rows = run(connect(DeltaRsTables(resources["lake"].storage)), DESIGN_QUERY)
     say(render(columns, rows, "table"))
     return True
