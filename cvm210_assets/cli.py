@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from cvm210_assets.settings import Settings
 
+if TYPE_CHECKING:
+    from cvm210_assets.lake.tables import DeltaRsTables
 
-def _lake_tables(lake_uri: str | None):
+
+def _lake_tables(lake_uri: str | None) -> DeltaRsTables:
+    # Imports stay inside the commands: `cvm210 --help` should not load Dagster and Spark.
     from dagster_aws.s3 import S3Resource
 
-    from cvm210_assets.lake.tables import DeltaRsTables
     from cvm210_assets.resources import Lake
 
     uri = lake_uri or Settings.from_env().lake_uri
+    from cvm210_assets.lake.tables import DeltaRsTables
+
     return DeltaRsTables(Lake(uri=uri, s3=S3Resource()).storage)
 
 
