@@ -2,64 +2,16 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
-
 import boto3
 import pytest
 
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
 from cvm210_assets.fake_cvm.server import FakeCvm
 from cvm210_assets.lake.storage import S3Storage, StorageError
+from cvm210_assets_tests.conftest import S3_BUCKET as BUCKET
 from cvm210_assets_tests.conftest import make_pipeline
 from cvm210_assets_tests.expectations import assert_gold, assert_rejects, assert_silver
 from cvm210_assets_tests.reference import expected_month
-
-BUCKET = "cvm210-test"
-
-
-@pytest.fixture
-def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """moto's S3 server in a child process on 127.0.0.1.
-
-    Not in a thread of this process: delta-rs holds the GIL while it waits for S3, so a Python
-    server thread could never answer it.
-    """
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                raise RuntimeError("moto's S3 server did not start") from None
-            time.sleep(0.1)
-    for name, value in {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    boto3.client("s3").create_bucket(Bucket=BUCKET)
-    yield endpoint
-    server.terminate()
-    server.wait(timeout=10)
 
 
 def test_month_on_an_s3_lake_matches_the_oracle(spark, s3_endpoint: str) -> None:
