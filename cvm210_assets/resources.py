@@ -1,5 +1,6 @@
 """Resources: the I/O of the pipeline. Assets get the lake, the CVM source and Spark from here."""
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,11 @@ from dagster_pyspark import LazyPySparkResource
 from pydantic import PrivateAttr
 
 from cvm210_assets import __version__
+from cvm210_assets.lake.lock import month_lock
 from cvm210_assets.lake.raw_zone import StateStore
 from cvm210_assets.lake.storage import LakeStorage, open_storage
 from cvm210_assets.lake.tables import DeltaRsTables, DeltaTables
+from cvm210_assets.partitions import Month
 from cvm210_assets.settings import Settings
 from cvm210_assets.source.download import Downloaded, NotFound, NotModified, RetryPolicy, download
 
@@ -66,6 +69,10 @@ class Lake(ConfigurableResource):
     @property
     def tables(self) -> DeltaTables:
         return DeltaRsTables(self.storage)
+
+    def month_lock(self, month: Month, owner: str) -> AbstractContextManager[None]:
+        """Hold the month for one step: a concurrent run of it fails cleanly instead."""
+        return month_lock(self.storage, month, owner)
 
 
 def spark_config(settings: Settings) -> dict[str, Any]:

@@ -57,3 +57,19 @@ def test_access_denied_names_bucket_key_and_permission(s3_endpoint: str) -> None
     message = str(error.value)
     assert f"s3://{BUCKET}/lake/_state/raw_zip/2025-01.json" in message
     assert "s3:GetObject" in message and repr(BUCKET) in message
+
+
+def test_month_lock_on_s3_is_exclusive(s3_endpoint: str) -> None:
+    from cvm210_assets.lake.lock import MonthBusyError, month_lock
+    from cvm210_assets.partitions import Month
+
+    storage = S3Storage(BUCKET, "lake", boto3.client("s3"))
+    with (
+        month_lock(storage, Month(2025, 1), "run A"),
+        pytest.raises(MonthBusyError, match="being processed by run A"),
+        month_lock(storage, Month(2025, 1), "run B"),
+    ):
+        pass
+    with month_lock(storage, Month(2025, 1), "run B"):
+        assert storage.exists("_locks/2025-01.lock")
+    assert not storage.exists("_locks/2025-01.lock")

@@ -15,6 +15,7 @@ from cvm210_assets.assets.common import (
     now_utc,
     report,
     require,
+    run_label,
     skip_unchanged,
     table_schema,
 )
@@ -56,54 +57,57 @@ CHECKS = (ALL_LINES_LOADED,)
 )
 def bronze(context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResource):
     month = month_of(context)
-    state = lake.state
-    csv = require(state, S3_CSV, month)
-    wanted = fingerprint(csv["csv_sha256"])
-    previous = state.get(BRONZE, month)
-    if is_current(previous, wanted):
-        yield from skip_unchanged(context, BRONZE, CHECKS, previous)
-        return
+    with lake.month_lock(month, owner=run_label(context)):
+        state = lake.state
+        csv = require(state, S3_CSV, month)
+        wanted = fingerprint(csv["csv_sha256"])
+        previous = state.get(BRONZE, month)
+        if is_current(previous, wanted):
+            yield from skip_unchanged(context, BRONZE, CHECKS, previous)
+            return
 
-    spark = pyspark.spark_session
-    layout = LAYOUTS[csv["layout"]]
-    ingested_at = now_utc()
-    with lake.storage.local_copy(csv["csv_key"]) as path:
-        lines = spark.read.option("lineSep", "\n").text(str(path))
-        rows = lake.tables.stage(
-            bronze_rows(lines, layout, month, csv["csv_key"], csv["csv_sha256"], ingested_at)
+        spark = pyspark.spark_session
+        layout = LAYOUTS[csv["layout"]]
+        ingested_at = now_utc()
+        with lake.storage.local_copy(csv["csv_key"]) as path:
+            lines = spark.read.option("lineSep", "\n").text(str(path))
+            rows = lake.tables.stage(
+                bronze_rows(lines, layout, month, csv["csv_key"], csv["csv_sha256"], ingested_at)
+            )
+        outcomes = [
+            Outcome(
+                ALL_LINES_LOADED,
+                rows.rows == csv["rows"],
+                {"bronze_rows": rows.rows, "csv_data_lines": csv["rows"]},
+            )
+        ]
+        yield from report(BRONZE, month, outcomes)
+        write = lake.tables.replace_month(
+            BRONZE, rows, month, {"cvm210.month": month.key, **wanted}
         )
-    outcomes = [
-        Outcome(
-            ALL_LINES_LOADED,
-            rows.rows == csv["rows"],
-            {"bronze_rows": rows.rows, "csv_data_lines": csv["rows"]},
+        state.put(
+            BRONZE,
+            month,
+            {
+                **wanted,
+                "rows": rows.rows,
+                "delta_version": write.version,
+                "layout": layout.name,
+                "arquivo_origem": csv["csv_key"],
+                "dh_ingestao": ingested_at.isoformat(),
+                "checks": [o.record() for o in outcomes],
+            },
         )
-    ]
-    yield from report(BRONZE, month, outcomes)
-    write = lake.tables.replace_month(BRONZE, rows, month, {"cvm210.month": month.key, **wanted})
-    state.put(
-        BRONZE,
-        month,
-        {
-            **wanted,
-            "rows": rows.rows,
-            "delta_version": write.version,
-            "layout": layout.name,
-            "arquivo_origem": csv["csv_key"],
-            "dh_ingestao": ingested_at.isoformat(),
-            "checks": [o.record() for o in outcomes],
-        },
-    )
-    yield MaterializeResult(
-        data_version=DataVersion(csv["csv_sha256"]),
-        metadata={
-            "dagster/row_count": rows.rows,
-            "delta_version": write.version,
-            "table": MetadataValue.path(lake.tables.uri(BRONZE)),
-            "layout": layout.name,
-            "source": csv["csv_key"],
-            "source_sha256": csv["csv_sha256"],
-            "preview": markdown_table(rows.preview(5), [*layout.columns, "numero_linha"]),
-            SKIPPED: False,
-        },
-    )
+        yield MaterializeResult(
+            data_version=DataVersion(csv["csv_sha256"]),
+            metadata={
+                "dagster/row_count": rows.rows,
+                "delta_version": write.version,
+                "table": MetadataValue.path(lake.tables.uri(BRONZE)),
+                "layout": layout.name,
+                "source": csv["csv_key"],
+                "source_sha256": csv["csv_sha256"],
+                "preview": markdown_table(rows.preview(5), [*layout.columns, "numero_linha"]),
+                SKIPPED: False,
+            },
+        )

@@ -30,6 +30,11 @@ def month_of(context: AssetExecutionContext) -> Month:
     return Month.from_key(context.partition_key)
 
 
+def run_label(context: AssetExecutionContext) -> str:
+    """Who holds a month's lock: the run and the step, as a user finds them in the UI."""
+    return f"run {context.run.run_id} ({context.op_def.name})"
+
+
 def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 

@@ -16,6 +16,7 @@ from cvm210_assets.assets.common import (
     now_utc,
     report,
     require,
+    run_label,
     skip_unchanged,
     table_schema,
 )
@@ -73,68 +74,72 @@ def evaluate(quality: GoldQuality) -> list[Outcome]:
 )
 def gold_kpis(context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResource):
     month = month_of(context)
-    state = lake.state
-    silver_state = require(state, SILVER_ASSET, month)
-    wanted = fingerprint(silver_state["source_sha256"])
-    previous = state.get(GOLD_ASSET, month)
-    if is_current(previous, wanted):
-        yield from skip_unchanged(context, GOLD_ASSET, CHECKS, previous)
-        return
+    with lake.month_lock(month, owner=run_label(context)):
+        state = lake.state
+        silver_state = require(state, SILVER_ASSET, month)
+        wanted = fingerprint(silver_state["source_sha256"])
+        previous = state.get(GOLD_ASSET, month)
+        if is_current(previous, wanted):
+            yield from skip_unchanged(context, GOLD_ASSET, CHECKS, previous)
+            return
 
-    spark = pyspark.spark_session
-    # Silver is read twice (KPIs, then the sums the check compares them with): each read
-    # prunes to the columns it needs, which is cheaper than caching the whole month.
-    source = lake.tables.read_month(spark, SILVER_ASSET, month)
-    gold = kpis(source, csv_key(month), wanted["source_sha256"], PIPELINE_VERSION, now_utc())
-    gold = gold.persist()
-    try:
-        staged = lake.tables.stage(gold, cluster_by=("cnpj_fundo", "id_subclasse"))
-        quality = gold_quality(staged.data, silver_totals(source))
-        summary = gold.agg(
-            F.count_if("em_risco"), F.sum("fluxo_liquido"), F.sum("total_resgate")
-        ).first()
-        top_outflows = [
-            r.asDict()
-            for r in gold.where("fluxo_liquido < 0").orderBy("fluxo_liquido").limit(10).collect()
-        ]
-    finally:
-        gold.unpersist()
-    outcomes = evaluate(quality)
-    yield from report(GOLD_ASSET, month, outcomes)
-    write = lake.tables.replace_month(
-        GOLD_ASSET, staged, month, {"cvm210.month": month.key, **wanted}
-    )
-    state.put(
-        GOLD_ASSET,
-        month,
-        {
-            **wanted,
-            "rows": write.rows,
-            "delta_version": write.version,
-            "checks": [o.record() for o in outcomes],
-        },
-    )
-    yield MaterializeResult(
-        data_version=DataVersion(wanted["source_sha256"]),
-        metadata={
-            "dagster/row_count": write.rows,
-            "funds_in_net_outflow": summary[0] or 0,
-            "net_flow_total": str(summary[1] or 0),
-            "outflow_total": str(summary[2] or 0),
-            "delta_version": write.version,
-            "table": MetadataValue.path(lake.tables.uri(GOLD_ASSET)),
-            "largest_net_outflows": markdown_table(
-                top_outflows,
-                [
-                    "cnpj_fundo",
-                    "id_subclasse",
-                    "tp_fundo",
-                    "fluxo_liquido",
-                    "total_resgate",
-                    "patrimonio_medio",
-                    "fluxo_liquido_pct_pl",
-                ],
-            ),
-            SKIPPED: False,
-        },
-    )
+        spark = pyspark.spark_session
+        # Silver is read twice (KPIs, then the sums the check compares them with): each read
+        # prunes to the columns it needs, which is cheaper than caching the whole month.
+        source = lake.tables.read_month(spark, SILVER_ASSET, month)
+        gold = kpis(source, csv_key(month), wanted["source_sha256"], PIPELINE_VERSION, now_utc())
+        gold = gold.persist()
+        try:
+            staged = lake.tables.stage(gold, cluster_by=("cnpj_fundo", "id_subclasse"))
+            quality = gold_quality(staged.data, silver_totals(source))
+            summary = gold.agg(
+                F.count_if("em_risco"), F.sum("fluxo_liquido"), F.sum("total_resgate")
+            ).first()
+            top_outflows = [
+                r.asDict()
+                for r in gold.where("fluxo_liquido < 0")
+                .orderBy("fluxo_liquido")
+                .limit(10)
+                .collect()
+            ]
+        finally:
+            gold.unpersist()
+        outcomes = evaluate(quality)
+        yield from report(GOLD_ASSET, month, outcomes)
+        write = lake.tables.replace_month(
+            GOLD_ASSET, staged, month, {"cvm210.month": month.key, **wanted}
+        )
+        state.put(
+            GOLD_ASSET,
+            month,
+            {
+                **wanted,
+                "rows": write.rows,
+                "delta_version": write.version,
+                "checks": [o.record() for o in outcomes],
+            },
+        )
+        yield MaterializeResult(
+            data_version=DataVersion(wanted["source_sha256"]),
+            metadata={
+                "dagster/row_count": write.rows,
+                "funds_in_net_outflow": summary[0] or 0,
+                "net_flow_total": str(summary[1] or 0),
+                "outflow_total": str(summary[2] or 0),
+                "delta_version": write.version,
+                "table": MetadataValue.path(lake.tables.uri(GOLD_ASSET)),
+                "largest_net_outflows": markdown_table(
+                    top_outflows,
+                    [
+                        "cnpj_fundo",
+                        "id_subclasse",
+                        "tp_fundo",
+                        "fluxo_liquido",
+                        "total_resgate",
+                        "patrimonio_medio",
+                        "fluxo_liquido_pct_pl",
+                    ],
+                ),
+                SKIPPED: False,
+            },
+        )

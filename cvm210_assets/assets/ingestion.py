@@ -12,7 +12,7 @@ from dagster import (
 )
 
 from cvm210_assets import PIPELINE_VERSION
-from cvm210_assets.assets.common import SKIPPED, is_current, month_of, require
+from cvm210_assets.assets.common import SKIPPED, is_current, month_of, require, run_label
 from cvm210_assets.lake.raw_zone import csv_key
 from cvm210_assets.partitions import monthly_partitions
 from cvm210_assets.resources import CvmSource, Lake
@@ -35,27 +35,28 @@ S3_CSV = "s3_csv_partition"
 )
 def raw_zip(context: AssetExecutionContext, cvm: CvmSource, lake: Lake) -> MaterializeResult:
     month = month_of(context)
-    with tempfile.TemporaryDirectory(prefix="cvm210-raw-") as tmp:
-        capture = capture_month(month, cvm.base_url, cvm.fetch, lake.storage, Path(tmp))
-    if not capture.changed:
-        context.log.info(f"{month}: CVM's file is unchanged (sha256 {capture.sha256[:12]})")
-    return MaterializeResult(
-        data_version=DataVersion(capture.csv_sha256),
-        metadata={
-            "url": MetadataValue.url(capture.url),
-            "bytes": capture.bytes,
-            "sha256": capture.sha256,
-            "last_modified": capture.last_modified or "",
-            "etag": capture.etag or "",
-            "member": capture.member,
-            "layout": capture.layout,
-            "dagster/row_count": capture.rows,
-            "csv_sha256": capture.csv_sha256,
-            "stored_new_version": capture.stored_new_version,
-            SKIPPED: not capture.changed,
-            "path": MetadataValue.path(lake.storage.uri(capture.zip_key)),
-        },
-    )
+    with lake.month_lock(month, owner=run_label(context)):
+        with tempfile.TemporaryDirectory(prefix="cvm210-raw-") as tmp:
+            capture = capture_month(month, cvm.base_url, cvm.fetch, lake.storage, Path(tmp))
+        if not capture.changed:
+            context.log.info(f"{month}: CVM's file is unchanged (sha256 {capture.sha256[:12]})")
+        return MaterializeResult(
+            data_version=DataVersion(capture.csv_sha256),
+            metadata={
+                "url": MetadataValue.url(capture.url),
+                "bytes": capture.bytes,
+                "sha256": capture.sha256,
+                "last_modified": capture.last_modified or "",
+                "etag": capture.etag or "",
+                "member": capture.member,
+                "layout": capture.layout,
+                "dagster/row_count": capture.rows,
+                "csv_sha256": capture.csv_sha256,
+                "stored_new_version": capture.stored_new_version,
+                SKIPPED: not capture.changed,
+                "path": MetadataValue.path(lake.storage.uri(capture.zip_key)),
+            },
+        )
 
 
 @asset(
@@ -71,43 +72,44 @@ def raw_zip(context: AssetExecutionContext, cvm: CvmSource, lake: Lake) -> Mater
 )
 def s3_csv_partition(context: AssetExecutionContext, lake: Lake) -> MaterializeResult:
     month = month_of(context)
-    state = lake.state
-    raw = require(state, RAW_ZIP, month)
-    key = csv_key(month)
-    previous = state.get(S3_CSV, month)
-    wanted = {"zip_sha256": raw["sha256"], "versao_pipeline": PIPELINE_VERSION}
-    unchanged = is_current(previous, wanted) and lake.storage.exists(key)
-    if unchanged:
-        context.log.info(f"{month}: {key} already holds this zip's CSV; nothing to do")
-        record = previous
-    else:
-        member = MonthMember(raw["member"], raw["whole_year_member"])
-        with (
-            tempfile.TemporaryDirectory(prefix="cvm210-csv-") as tmp,
-            lake.storage.local_copy(raw["zip_key"]) as zip_path,
-        ):
-            extracted = extract_month(
-                zip_path, member, month, Path(tmp) / Path(key).name, raw["zip_key"]
-            )
-            lake.storage.upload(extracted.path, key)
-        record = {
-            **wanted,
-            "csv_key": key,
-            "csv_sha256": extracted.sha256,
-            "bytes": extracted.bytes,
-            "rows": extracted.rows,
-            "layout": extracted.layout.name,
-            "member": extracted.member,
-        }
-        state.put(S3_CSV, month, record)
-    return MaterializeResult(
-        data_version=DataVersion(record["csv_sha256"]),
-        metadata={
-            "path": MetadataValue.path(lake.storage.uri(key)),
-            "bytes": record["bytes"],
-            "sha256": record["csv_sha256"],
-            "dagster/row_count": record["rows"],
-            "layout": record["layout"],
-            SKIPPED: unchanged,
-        },
-    )
+    with lake.month_lock(month, owner=run_label(context)):
+        state = lake.state
+        raw = require(state, RAW_ZIP, month)
+        key = csv_key(month)
+        previous = state.get(S3_CSV, month)
+        wanted = {"zip_sha256": raw["sha256"], "versao_pipeline": PIPELINE_VERSION}
+        unchanged = is_current(previous, wanted) and lake.storage.exists(key)
+        if unchanged:
+            context.log.info(f"{month}: {key} already holds this zip's CSV; nothing to do")
+            record = previous
+        else:
+            member = MonthMember(raw["member"], raw["whole_year_member"])
+            with (
+                tempfile.TemporaryDirectory(prefix="cvm210-csv-") as tmp,
+                lake.storage.local_copy(raw["zip_key"]) as zip_path,
+            ):
+                extracted = extract_month(
+                    zip_path, member, month, Path(tmp) / Path(key).name, raw["zip_key"]
+                )
+                lake.storage.upload(extracted.path, key)
+            record = {
+                **wanted,
+                "csv_key": key,
+                "csv_sha256": extracted.sha256,
+                "bytes": extracted.bytes,
+                "rows": extracted.rows,
+                "layout": extracted.layout.name,
+                "member": extracted.member,
+            }
+            state.put(S3_CSV, month, record)
+        return MaterializeResult(
+            data_version=DataVersion(record["csv_sha256"]),
+            metadata={
+                "path": MetadataValue.path(lake.storage.uri(key)),
+                "bytes": record["bytes"],
+                "sha256": record["csv_sha256"],
+                "dagster/row_count": record["rows"],
+                "layout": record["layout"],
+                SKIPPED: unchanged,
+            },
+        )

@@ -25,6 +25,7 @@ from cvm210_assets.assets.common import (
     now_utc,
     report,
     require,
+    run_label,
     skip_unchanged,
     table_schema,
 )
@@ -131,87 +132,88 @@ def evaluate(quality: SilverQuality, bronze_rows: int, rejected: int) -> list[Ou
 )
 def silver(context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResource):
     month = month_of(context)
-    state = lake.state
-    bronze_state = require(state, BRONZE, month)
-    wanted = fingerprint(bronze_state["source_sha256"])
-    previous = state.get(SILVER_ASSET, month)
-    if is_current(previous, wanted):
-        yield from skip_unchanged(
-            context, SILVER_ASSET, CHECKS, previous, rejected_rows=previous["rejected"]
-        )
-        return
+    with lake.month_lock(month, owner=run_label(context)):
+        state = lake.state
+        bronze_state = require(state, BRONZE, month)
+        wanted = fingerprint(bronze_state["source_sha256"])
+        previous = state.get(SILVER_ASSET, month)
+        if is_current(previous, wanted):
+            yield from skip_unchanged(
+                context, SILVER_ASSET, CHECKS, previous, rejected_rows=previous["rejected"]
+            )
+            return
 
-    spark = pyspark.spark_session
-    layout = LAYOUTS[bronze_state["layout"]]
-    source = Source(
-        arquivo_origem=bronze_state["arquivo_origem"],
-        arquivo_sha256=bronze_state["source_sha256"],
-        layout=layout,
-        dh_ingestao=dt.datetime.fromisoformat(bronze_state["dh_ingestao"]),
-    )
-    processed_at = now_utc()
-    bronze_rows = lake.tables.read_month(spark, BRONZE, month)
-    single = judge_rows(bronze_rows, layout, month).persist()
-    judged = mark_duplicates(single).persist()
-    try:
-        clean = silver_rows(judged, month, source, PIPELINE_VERSION, processed_at)
-        by_reason = dict(judged.groupBy("motivo").count().where("motivo IS NOT NULL").collect())
-        rejected = sum(by_reason.values())
-        staged = lake.tables.stage(clean, cluster_by=SILVER_KEY)
-        rejects = lake.tables.stage(
-            rejected_rows(judged, bronze_rows, month, source, PIPELINE_VERSION, processed_at),
-            cluster_by=("numero_linha",),
+        spark = pyspark.spark_session
+        layout = LAYOUTS[bronze_state["layout"]]
+        source = Source(
+            arquivo_origem=bronze_state["arquivo_origem"],
+            arquivo_sha256=bronze_state["source_sha256"],
+            layout=layout,
+            dh_ingestao=dt.datetime.fromisoformat(bronze_state["dh_ingestao"]),
         )
-    finally:
-        judged.unpersist()
-        single.unpersist()
-    quality = silver_quality(staged.data, month)
-    outcomes = evaluate(quality, lake.tables.month_rows(BRONZE, month), rejected)
-    yield from report(SILVER_ASSET, month, outcomes)
-    commit = {"cvm210.month": month.key, **wanted}
-    # Rejects first: silver's state record is written last and marks the month done.
-    rejects_write = lake.tables.replace_month(REJECTS_TABLE, rejects, month, commit)
-    silver_write = lake.tables.merge_month(
-        SILVER_ASSET, staged, month, SILVER_KEY, SILVER_VALUES, commit
-    )
-    changes = _changes(silver_write.metrics)
-    silver_count = staged.rows
-    preview = staged.preview(5)
-    rejects_preview = rejects.preview(10)
-    state.put(
-        SILVER_ASSET,
-        month,
-        {
-            **wanted,
-            "rows": silver_count,
-            "rejected": rejected,
-            "rejected_by_reason": by_reason,
-            "changes": changes,
-            "delta_version": lake.tables.version(SILVER_ASSET),
-            "checks": [o.record() for o in outcomes],
-        },
-    )
-    yield MaterializeResult(
-        data_version=DataVersion(wanted["source_sha256"]),
-        metadata={
-            "dagster/row_count": silver_count,
-            "rows_inserted": changes["inserted"],
-            "rows_updated": changes["updated"],
-            "rows_deleted": changes["deleted"],
-            "delta_version": lake.tables.version(SILVER_ASSET),
-            "table": MetadataValue.path(lake.tables.uri(SILVER_ASSET)),
-            "preview": markdown_table(preview, [f.name for f in SILVER.fields[:10]]),
-            "rejected_rows": rejected,
-            "rejected_by_reason": _reasons_table(by_reason),
-            **{f"rejected_{reason}": by_reason.get(reason, 0) for reason in REJECT_REASONS},
-            "rejects_delta_version": rejects_write.version,
-            "rejects_table": MetadataValue.path(lake.tables.uri(REJECTS_TABLE)),
-            "rejects_preview": markdown_table(
-                rejects_preview, ["numero_linha", "motivo", "detalhe", "registro"]
-            ),
-            SKIPPED: False,
-        },
-    )
+        processed_at = now_utc()
+        bronze_rows = lake.tables.read_month(spark, BRONZE, month)
+        single = judge_rows(bronze_rows, layout, month).persist()
+        judged = mark_duplicates(single).persist()
+        try:
+            clean = silver_rows(judged, month, source, PIPELINE_VERSION, processed_at)
+            by_reason = dict(judged.groupBy("motivo").count().where("motivo IS NOT NULL").collect())
+            rejected = sum(by_reason.values())
+            staged = lake.tables.stage(clean, cluster_by=SILVER_KEY)
+            rejects = lake.tables.stage(
+                rejected_rows(judged, bronze_rows, month, source, PIPELINE_VERSION, processed_at),
+                cluster_by=("numero_linha",),
+            )
+        finally:
+            judged.unpersist()
+            single.unpersist()
+        quality = silver_quality(staged.data, month)
+        outcomes = evaluate(quality, lake.tables.month_rows(BRONZE, month), rejected)
+        yield from report(SILVER_ASSET, month, outcomes)
+        commit = {"cvm210.month": month.key, **wanted}
+        # Rejects first: silver's state record is written last and marks the month done.
+        rejects_write = lake.tables.replace_month(REJECTS_TABLE, rejects, month, commit)
+        silver_write = lake.tables.merge_month(
+            SILVER_ASSET, staged, month, SILVER_KEY, SILVER_VALUES, commit
+        )
+        changes = _changes(silver_write.metrics)
+        silver_count = staged.rows
+        preview = staged.preview(5)
+        rejects_preview = rejects.preview(10)
+        state.put(
+            SILVER_ASSET,
+            month,
+            {
+                **wanted,
+                "rows": silver_count,
+                "rejected": rejected,
+                "rejected_by_reason": by_reason,
+                "changes": changes,
+                "delta_version": lake.tables.version(SILVER_ASSET),
+                "checks": [o.record() for o in outcomes],
+            },
+        )
+        yield MaterializeResult(
+            data_version=DataVersion(wanted["source_sha256"]),
+            metadata={
+                "dagster/row_count": silver_count,
+                "rows_inserted": changes["inserted"],
+                "rows_updated": changes["updated"],
+                "rows_deleted": changes["deleted"],
+                "delta_version": lake.tables.version(SILVER_ASSET),
+                "table": MetadataValue.path(lake.tables.uri(SILVER_ASSET)),
+                "preview": markdown_table(preview, [f.name for f in SILVER.fields[:10]]),
+                "rejected_rows": rejected,
+                "rejected_by_reason": _reasons_table(by_reason),
+                **{f"rejected_{reason}": by_reason.get(reason, 0) for reason in REJECT_REASONS},
+                "rejects_delta_version": rejects_write.version,
+                "rejects_table": MetadataValue.path(lake.tables.uri(REJECTS_TABLE)),
+                "rejects_preview": markdown_table(
+                    rejects_preview, ["numero_linha", "motivo", "detalhe", "registro"]
+                ),
+                SKIPPED: False,
+            },
+        )
 
 
 def _changes(metrics: dict) -> dict[str, int]:

@@ -48,6 +48,13 @@ class LakeStorage(ABC):
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """Create the object only if it does not exist; False when it already did."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    @abstractmethod
     def list(self, prefix: str) -> list[str]:
         """Keys under `prefix`, sorted."""
 
@@ -101,6 +108,20 @@ class LocalStorage(LakeStorage):
 
     def exists(self, key: str) -> bool:
         return self.path(key).exists()
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return False
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(data)
+        return True
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
 
     def list(self, prefix: str) -> list[str]:
         base = self.path(prefix)
@@ -170,6 +191,23 @@ class S3Storage(LakeStorage):
             return False
         return True
 
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        try:
+            self._call(
+                "s3:PutObject",
+                key,
+                self.client.put_object,
+                Key=self._key(key),
+                Body=data,
+                IfNoneMatch="*",
+            )
+        except _Exists:
+            return False
+        return True
+
+    def delete(self, key: str) -> None:
+        self._call("s3:DeleteObject", key, self.client.delete_object, Key=self._key(key))
+
     def list(self, prefix: str) -> list[str]:
         keys: list[str] = []
         paginator = self.client.get_paginator("list_objects_v2")
@@ -207,6 +245,8 @@ class S3Storage(LakeStorage):
             code = error.response.get("Error", {}).get("Code", "")
             if code in {"404", "NoSuchKey", "NotFound"}:
                 raise _Missing from error
+            if code in {"412", "PreconditionFailed", "ConditionalRequestConflict"}:
+                raise _Exists from error
             where = f"s3://{self.bucket}/{self._key(key)}"
             if code in {"403", "AccessDenied", "Forbidden"}:
                 raise StorageError(
@@ -217,6 +257,10 @@ class S3Storage(LakeStorage):
 
 
 class _Missing(Exception):
+    pass
+
+
+class _Exists(Exception):
     pass
 
 
