@@ -70,3 +70,23 @@ def test_a_run_of_a_busy_month_fails_cleanly_and_a_rerun_finishes(
     pipeline.run("2024-03")
     assert pipeline.tables.version("gold_kpis") == 0
     assert not storage.exists(lock_key(MARCH))
+
+
+def test_the_lock_of_a_dead_process_on_this_machine_is_taken_over_at_once(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)  # fmt: skip
+    storage = LocalStorage(tmp_path)
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    held = {
+        "owner": "run X",
+        "since": now,
+        "host": socket.gethostname(),
+        "pid": int(finished.stdout),
+    }
+    storage.write_bytes(lock_key(MARCH), json.dumps(held).encode())
+    with month_lock(storage, MARCH, "run B"):
+        assert json.loads(storage.read_bytes(lock_key(MARCH)))["owner"] == "run B"

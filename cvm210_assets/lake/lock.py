@@ -2,7 +2,8 @@
 
 Two runs of the same partition would otherwise race on the same Delta month and state records.
 The second one fails at once, cleanly, with nothing written and a message that says who holds
-the month; a lock left by a killed process expires after `STALE_AFTER`.
+the month. A lock left by a killed process is taken over at once on the same machine (its pid
+is gone), and elsewhere once it is older than `STALE_AFTER`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,19 @@ def lock_key(month: Month) -> str:
     return f"_locks/{month.key}.lock"
 
 
+def _holder_died(held: dict) -> bool:
+    """The holder ran on this machine and its process is gone."""
+    if held.get("host") != socket.gethostname() or not isinstance(held.get("pid"), int):
+        return False
+    try:
+        os.kill(held["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 @contextmanager
 def month_lock(
     storage: LakeStorage, month: Month, owner: str, stale_after: dt.timedelta = STALE_AFTER
@@ -39,7 +53,7 @@ def month_lock(
     if not storage.create_exclusive(key, body):
         held = json.loads(storage.read_bytes(key) or b"{}")
         since = dt.datetime.fromisoformat(held.get("since", now.isoformat()))
-        stale = now - since >= stale_after
+        stale = now - since >= stale_after or _holder_died(held)
         if stale:
             storage.delete(key)  # two takers may race here: create_exclusive lets one win
         if not stale or not storage.create_exclusive(key, body):
