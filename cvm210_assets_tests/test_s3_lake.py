@@ -73,3 +73,54 @@ def test_month_lock_on_s3_is_exclusive(s3_endpoint: str) -> None:
     with month_lock(storage, Month(2025, 1), "run B"):
         assert storage.exists("_locks/2025-01.lock")
     assert not storage.exists("_locks/2025-01.lock")
+
+
+def test_transient_s3_errors_are_retried_by_every_client(
+    spark, s3_endpoint: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    refused = tmp_path / "refused.log"
+    proxy = subprocess.Popen(
+        [sys.executable, "-m", "cvm210_assets_tests.flaky_s3", s3_endpoint, str(port), "4",
+         str(refused)]
+    )  # fmt: skip
+    try:
+        wait_for_port(port)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+        csv = generate_month(MonthSpec(2025, 1, "c", n_funds=40, seed=12, dirt=True))
+        with FakeCvm() as fake:
+            fake.publish_month(2025, 1, csv)
+            pipeline = make_pipeline(f"s3://{BUCKET}/lake", fake.base_url)
+            pipeline.run("2025-01")
+
+            expected = expected_month(csv, 2025, 1)
+            assert_silver(pipeline.rows("silver", "2025-01"), expected.silver)
+            assert_rejects(pipeline.rows("silver_rejects", "2025-01"), expected)
+            assert_gold(pipeline.rows("gold_kpis", "2025-01"), expected.gold)
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=10)
+    agents = refused.read_text()
+    assert "Botocore" in agents  # raw zone and state records (boto3)
+    assert "delta-rs" in agents or "object_store" in agents  # Delta commits and reads
+    assert "aws-sdk-cpp" in agents  # Arrow reading the tables' Parquet
+
+
+def wait_for_port(port: int) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"nothing listens on 127.0.0.1:{port}"
+            time.sleep(0.05)
