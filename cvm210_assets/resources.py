@@ -5,19 +5,25 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, ResourceDefinition, ResourceParam, StepLauncher
 from dagster_aws.s3 import S3Resource
 from dagster_pyspark import LazyPySparkResource
 from pydantic import PrivateAttr
 
 from cvm210_assets import __version__
+from cvm210_assets.databricks import step_launcher
 from cvm210_assets.lake.lock import month_lock
 from cvm210_assets.lake.raw_zone import StateStore
+from cvm210_assets.lake.spark_tables import SparkDeltaTables
 from cvm210_assets.lake.storage import LakeStorage, open_storage
 from cvm210_assets.lake.tables import DeltaRsTables, DeltaTables
 from cvm210_assets.partitions import Month
 from cvm210_assets.settings import Settings
 from cvm210_assets.source.download import Downloaded, NotFound, NotModified, RetryPolicy, download
+
+# What a Spark asset declares to be launchable: the Databricks step launcher, or None (the step
+# runs in this process). Dagster launches a step through the StepLauncher among its resources.
+SparkStepLauncher = ResourceParam[StepLauncher | None]
 
 
 class CvmSource(ConfigurableResource):
@@ -53,6 +59,7 @@ class Lake(ConfigurableResource):
 
     uri: str
     s3: S3Resource
+    table_engine: str = "delta-rs"
 
     _storage: LakeStorage | None = PrivateAttr(default=None)
 
@@ -68,6 +75,8 @@ class Lake(ConfigurableResource):
 
     @property
     def tables(self) -> DeltaTables:
+        if self.table_engine == "delta-spark":
+            return SparkDeltaTables(self.storage)
         return DeltaRsTables(self.storage)
 
     def month_lock(self, month: Month, owner: str) -> AbstractContextManager[None]:
@@ -76,8 +85,19 @@ class Lake(ConfigurableResource):
 
 
 def spark_config(settings: Settings) -> dict[str, Any]:
-    """Local Spark sized for a laptop: few shuffle partitions, Arrow on, UTC timestamps."""
+    """Local Spark sized for a laptop: few shuffle partitions, Arrow on, UTC timestamps.
+
+    On a Databricks cluster the session exists already and is sized by the cluster's own
+    settings: only the session settings the transforms depend on are applied to it.
+    """
+    session = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+    }
+    if settings.on_databricks_cluster:
+        return session
     return {
+        **session,
         "spark.master": settings.spark_master,
         "spark.app.name": "cvm210",
         "spark.driver.memory": settings.spark_driver_memory,
@@ -86,8 +106,6 @@ def spark_config(settings: Settings) -> dict[str, Any]:
         "spark.driver.extraJavaOptions": "-XX:+UseParallelGC",
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
         "spark.default.parallelism": str(settings.spark_shuffle_partitions),
-        "spark.sql.session.timeZone": "UTC",
-        "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
     }
@@ -97,8 +115,15 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     """The resources for the deployment the settings describe."""
     return {
         "cvm": CvmSource(base_url=settings.source_url),
-        "lake": Lake(uri=settings.lake_uri, s3=S3Resource()),
+        "lake": Lake(uri=settings.lake_uri, s3=S3Resource(), table_engine=settings.table_engine),
         # Lazy: no JVM starts until a step asks for the session, so steps that skip unchanged
         # months, and the local side of a launched step, never pay for one.
         "pyspark": LazyPySparkResource(spark_config=spark_config(settings)),
+        # The Spark assets' launcher: Databricks where Dagster launches steps onto a cluster;
+        # nothing locally or on the cluster itself, where the step runs in this process.
+        "step_launcher": (
+            step_launcher(settings)
+            if settings.databricks
+            else ResourceDefinition.none_resource(description="Spark steps run in this process.")
+        ),
     }

@@ -6,9 +6,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from cvm210_assets.databricks import DatabricksSettings
 from cvm210_assets.source.urls import CVM_DADOS_URL
 
 COMPUTE_CHOICES = ("local", "databricks")
+TABLE_ENGINES = ("delta-rs", "delta-spark")
 
 
 def lake_uri(value: str) -> str:
@@ -24,12 +26,17 @@ class Settings:
     spark_master: str
     spark_driver_memory: str
     spark_shuffle_partitions: int
+    table_engine: str = "delta-rs"
+    # Set where Dagster launches Spark steps onto Databricks; None where they run in this
+    # process: locally, or on the cluster itself (Databricks sets DATABRICKS_RUNTIME_VERSION).
+    databricks: DatabricksSettings | None = None
+    on_databricks_cluster: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
         env = os.environ
         lake = lake_uri(env.get("CVM210_LAKE_URI") or "lake")
-        compute = env.get("CVM210_COMPUTE", "local").strip().lower()
+        compute = env.get("CVM210_COMPUTE", "local").strip().lower() or "local"
         if compute not in COMPUTE_CHOICES:
             raise ValueError(
                 f"CVM210_COMPUTE={compute!r}: expected one of {', '.join(COMPUTE_CHOICES)}"
@@ -37,6 +44,24 @@ class Settings:
         partitions = env.get("CVM210_SPARK_SHUFFLE_PARTITIONS", "4")
         if not partitions.isdigit() or int(partitions) < 1:
             raise ValueError(f"CVM210_SPARK_SHUFFLE_PARTITIONS={partitions!r}: expected >= 1")
+        engine = env.get("CVM210_TABLE_ENGINE") or (
+            "delta-spark" if compute == "databricks" else "delta-rs"
+        )
+        if engine not in TABLE_ENGINES:
+            raise ValueError(
+                f"CVM210_TABLE_ENGINE={engine!r}: expected one of {', '.join(TABLE_ENGINES)}"
+            )
+        if engine == "delta-spark" and compute != "databricks":
+            raise ValueError(
+                "CVM210_TABLE_ENGINE=delta-spark needs CVM210_COMPUTE=databricks: local Spark"
+                " has no Delta Lake jars (local tables go through delta-rs)"
+            )
+        on_cluster = bool(env.get("DATABRICKS_RUNTIME_VERSION"))
+        if compute == "databricks" and not lake.startswith("s3://"):
+            raise ValueError(
+                f"CVM210_COMPUTE=databricks needs CVM210_LAKE_URI=s3://bucket/prefix (the"
+                f" cluster and the machine running Dagster share the lake); got {lake!r}"
+            )
         return cls(
             lake_uri=lake,
             source_url=env.get("CVM210_SOURCE_URL") or CVM_DADOS_URL,
@@ -44,4 +69,11 @@ class Settings:
             spark_master=env.get("CVM210_SPARK_MASTER", "local[*]"),
             spark_driver_memory=env.get("CVM210_SPARK_DRIVER_MEMORY", "4g"),
             spark_shuffle_partitions=int(partitions),
+            table_engine=engine,
+            databricks=(
+                DatabricksSettings.from_env(env)
+                if compute == "databricks" and not on_cluster
+                else None
+            ),
+            on_databricks_cluster=compute == "databricks" and on_cluster,
         )
