@@ -1,28 +1,27 @@
 """bronze: the month's CSV rows as read, every column as text, with lineage."""
 
-from dagster import AssetExecutionContext, BackfillPolicy, MetadataValue, asset
+from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
 from dagster_pyspark import LazyPySparkResource
 
 from cvm210_assets import PIPELINE_VERSION
 from cvm210_assets.assets.common import (
     SKIPPED,
     Check,
-    MonthResult,
     Outcome,
-    blocking_failure,
     fingerprint,
     is_current,
     markdown_table,
-    materialize_months,
+    month_of,
     now_utc,
+    report,
     require,
     run_label,
+    skip_unchanged,
     table_schema,
-    unchanged,
 )
 from cvm210_assets.assets.ingestion import S3_CSV, s3_csv_partition
 from cvm210_assets.lake.schemas import BRONZE_LINEAGE
-from cvm210_assets.partitions import Month, monthly_partitions
+from cvm210_assets.partitions import monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.source.layouts import LAYOUTS
 from cvm210_assets.transforms.bronze import bronze_rows
@@ -39,7 +38,6 @@ CHECKS = (ALL_LINES_LOADED,)
 @asset(
     deps=[s3_csv_partition],
     partitions_def=monthly_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
     group_name="lakehouse",
     kinds={"spark", "delta"},
     code_version=PIPELINE_VERSION,
@@ -63,21 +61,15 @@ def bronze(
     pyspark: LazyPySparkResource,
     step_launcher: SparkStepLauncher,  # runs the step on Databricks when set (README)
 ):
-    yield from materialize_months(
-        context, BRONZE, CHECKS, lambda month: _load(context, lake, pyspark, month)
-    )
-
-
-def _load(
-    context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResource, month: Month
-) -> MonthResult:
+    month = month_of(context)
     with lake.month_lock(month, owner=run_label(context)):
         state = lake.state
         csv = require(state, S3_CSV, month)
         wanted = fingerprint(csv["csv_sha256"])
         previous = state.get(BRONZE, month)
         if is_current(previous, wanted):
-            return unchanged(context, BRONZE, month, CHECKS, previous)
+            yield from skip_unchanged(context, BRONZE, CHECKS, previous)
+            return
 
         spark = pyspark.spark_session
         layout = LAYOUTS[csv["layout"]]
@@ -94,8 +86,7 @@ def _load(
                 {"bronze_rows": rows.rows, "csv_data_lines": csv["rows"]},
             )
         ]
-        if blocking_failure(outcomes):
-            return MonthResult(month, {}, outcomes)
+        yield from report(BRONZE, month, outcomes)
         write = lake.tables.replace_month(
             BRONZE, rows, month, {"cvm210.month": month.key, **wanted}
         )
@@ -112,10 +103,8 @@ def _load(
                 "checks": [o.record() for o in outcomes],
             },
         )
-        return MonthResult(
-            month,
-            outcomes=outcomes,
-            data_version=csv["csv_sha256"],
+        yield MaterializeResult(
+            data_version=DataVersion(csv["csv_sha256"]),
             metadata={
                 "dagster/row_count": rows.rows,
                 "delta_version": write.version,

@@ -5,7 +5,8 @@ import datetime as dt
 from dagster import (
     AssetCheckSeverity,
     AssetExecutionContext,
-    BackfillPolicy,
+    DataVersion,
+    MaterializeResult,
     MetadataValue,
     asset,
 )
@@ -16,21 +17,20 @@ from cvm210_assets.assets.bronze import BRONZE, bronze
 from cvm210_assets.assets.common import (
     SKIPPED,
     Check,
-    MonthResult,
     Outcome,
-    blocking_failure,
     fingerprint,
     is_current,
     markdown_table,
-    materialize_months,
+    month_of,
     now_utc,
+    report,
     require,
     run_label,
+    skip_unchanged,
     table_schema,
-    unchanged,
 )
 from cvm210_assets.lake.schemas import SILVER, SILVER_KEY, SILVER_REJECTS, SILVER_VALUES
-from cvm210_assets.partitions import Month, monthly_partitions
+from cvm210_assets.partitions import monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.source.layouts import LAYOUTS
 from cvm210_assets.transforms.quality import SilverQuality, silver_quality
@@ -112,7 +112,6 @@ def evaluate(quality: SilverQuality, bronze_rows: int, rejected: int) -> list[Ou
 @asset(
     deps=[bronze],
     partitions_def=monthly_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
     group_name="lakehouse",
     kinds={"spark", "delta"},
     code_version=PIPELINE_VERSION,
@@ -137,23 +136,17 @@ def silver(
     pyspark: LazyPySparkResource,
     step_launcher: SparkStepLauncher,  # runs the step on Databricks when set (README)
 ):
-    yield from materialize_months(
-        context, SILVER_ASSET, CHECKS, lambda month: _clean(context, lake, pyspark, month)
-    )
-
-
-def _clean(
-    context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResource, month: Month
-) -> MonthResult:
+    month = month_of(context)
     with lake.month_lock(month, owner=run_label(context)):
         state = lake.state
         bronze_state = require(state, BRONZE, month)
         wanted = fingerprint(bronze_state["source_sha256"])
         previous = state.get(SILVER_ASSET, month)
         if is_current(previous, wanted):
-            return unchanged(
-                context, SILVER_ASSET, month, CHECKS, previous, rejected_rows=previous["rejected"]
+            yield from skip_unchanged(
+                context, SILVER_ASSET, CHECKS, previous, rejected_rows=previous["rejected"]
             )
+            return
 
         spark = pyspark.spark_session
         layout = LAYOUTS[bronze_state["layout"]]
@@ -181,8 +174,7 @@ def _clean(
             single.unpersist()
         quality = silver_quality(staged.data, month)
         outcomes = evaluate(quality, lake.tables.month_rows(BRONZE, month), rejected)
-        if blocking_failure(outcomes):
-            return MonthResult(month, {}, outcomes)
+        yield from report(SILVER_ASSET, month, outcomes)
         commit = {"cvm210.month": month.key, **wanted}
         # Rejects first: silver's state record is written last and marks the month done.
         rejects_write = lake.tables.replace_month(REJECTS_TABLE, rejects, month, commit)
@@ -206,10 +198,8 @@ def _clean(
                 "checks": [o.record() for o in outcomes],
             },
         )
-        return MonthResult(
-            month,
-            outcomes=outcomes,
-            data_version=wanted["source_sha256"],
+        yield MaterializeResult(
+            data_version=DataVersion(wanted["source_sha256"]),
             metadata={
                 "dagster/row_count": silver_count,
                 "rows_inserted": changes["inserted"],
