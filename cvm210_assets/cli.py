@@ -27,14 +27,19 @@ def _lake_tables(lake_uri: str | None) -> DeltaRsTables:
 def _sql(args: argparse.Namespace) -> int:
     import duckdb
 
-    from cvm210_assets.sql import connect, render, run
+    from cvm210_assets.lake.maintenance import LakeError
+    from cvm210_assets.sql import SqlError, chart_data, execute, render, write_chart
 
     try:
-        columns, rows = run(connect(_lake_tables(args.lake)), args.query)
-    except duckdb.Error as error:
+        columns, rows = execute(_lake_tables(args.lake), args.query)
+        chart = chart_data(columns, rows) if args.chart else None
+    except (duckdb.Error, SqlError, LakeError) as error:
         print(f"cvm210 sql: {error}", file=sys.stderr)
         return 1
     sys.stdout.write(render(columns, rows, args.format))
+    if chart is not None:
+        write_chart(chart, args.chart, title=" ".join(args.query.split())[:150])
+        print(f"cvm210 sql: chart written to {args.chart}", file=sys.stderr)
     return 0
 
 
@@ -56,10 +61,19 @@ def main(argv: list[str] | None = None) -> int:
         help="run SQL over the lake",
         description="Tables: cvm_p210.bronze_inf_diario, cvm_p210.silver_inf_diario,"
         " cvm_p210.silver_rejects, cvm_p210.gold_cvm210_analytics (also bronze, silver,"
-        " silver_rejects, gold_kpis). Column names are case-insensitive.",
+        " silver_rejects, gold_kpis). Column names are case-insensitive. Besides queries"
+        " (with <table> VERSION AS OF n or TIMESTAMP AS OF '<UTC time>'): DESCRIBE HISTORY"
+        " <table> [LIMIT n]; OPTIMIZE <table> [ZORDER BY (column, ...)]; RESTORE [TABLE]"
+        " <table> TO VERSION AS OF n.",
     )
-    sql.add_argument("query")
+    sql.add_argument("query", help="one SQL statement")
     sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    sql.add_argument(
+        "--chart",
+        metavar="PNG",
+        help="also draw the result into this PNG: the leading text (or integer) columns as x,"
+        " each later numeric column a series",
+    )
     sql.add_argument("--lake", help="lake root (default: CVM210_LAKE_URI, else ./lake)")
     sql.set_defaults(run=_sql)
 

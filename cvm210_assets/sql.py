@@ -1,7 +1,11 @@
-"""SQL over the lake with DuckDB, under the table names of the original design.
+"""SQL over the lake with DuckDB, under the names and statements of the original design.
 
 `cvm_p210.gold_cvm210_analytics` and friends are views over the Delta tables' current files
 (read through delta-rs' file list and Arrow), so a query sees exactly the committed version.
+The original design's extra columns are defined once, in VIEWS, and rendered both for DuckDB
+and for Spark SQL (Databricks). What DuckDB does not parse is done by delta-rs
+(`lake/maintenance.py`): VERSION / TIMESTAMP AS OF (rewritten into views of that version),
+DESCRIBE HISTORY, OPTIMIZE [ZORDER BY] and RESTORE.
 """
 
 from __future__ import annotations
@@ -11,42 +15,361 @@ import datetime as dt
 import decimal
 import io
 import json
-from collections.abc import Sequence
-from typing import Any
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from cvm210_assets.lake.tables import DeltaRsTables
+from cvm210_assets.lake import maintenance
+from cvm210_assets.lake.schemas import GOLD_KEY
+from cvm210_assets.lake.tables import TABLES, DeltaRsTables
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 SCHEMA = "cvm_p210"
-# SQL name -> Delta table under the lake root. Each table is also visible under its own name.
-SQL_NAMES = {
-    "bronze_inf_diario": "bronze",
-    "silver_inf_diario": "silver",
-    "silver_rejects": "silver_rejects",
-    "gold_cvm210_analytics": "gold_kpis",
+Result = tuple[list[str], list[tuple[Any, ...]]]
+
+
+class SqlError(ValueError):
+    """A statement `cvm210 sql` cannot run, with what it can run instead."""
+
+
+# --- the original design's tables -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class View:
+    """A table of the original design: a Delta table plus the original's extra columns."""
+
+    table: str
+    # Extra column -> SQL expression over the table's row (alias t).
+    columns: Mapping[str, str] = field(default_factory=dict)
+    # Extra column -> aggregate over silver's rows of the row's fund, subclass and month.
+    silver_month: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def tables(self) -> set[str]:
+        return {self.table, *(["silver"] if self.silver_month else [])}
+
+
+VIEWS: dict[str, View] = {
+    "bronze_inf_diario": View("bronze"),
+    "silver_inf_diario": View("silver", {"dh_processamento_silver": "t.dh_processamento"}),
+    "silver_rejects": View("silver_rejects"),
+    "gold_cvm210_analytics": View(
+        "gold_kpis",
+        {
+            "dias_negociacao": "t.dias_com_informe",
+            "valor_total_movimentado": "t.total_captacao + t.total_resgate",
+            # A return in percent. The original's (max − min) ÷ min was a range: see README.
+            "variacao_cota_mes": "100 * t.variacao_cota",
+            "dh_geracao_analytics": "t.dh_processamento",
+        },
+        {"cota_maxima": "max(vl_quota)", "cota_minima": "min(vl_quota)"},
+    ),
 }
 
 
+def view_sql(name: str, relations: Mapping[str, str]) -> str:
+    """The SELECT of view `name`, over `relations` (Delta table -> how the engine names it)."""
+    view = VIEWS[name]
+    extras = [
+        *(f"{expression} AS {column}" for column, expression in view.columns.items()),
+        *(f"q.{column} AS {column}" for column in view.silver_month),
+    ]
+    select = f"SELECT {', '.join(['t.*', *extras])} FROM {relations[view.table]} AS t"
+    if not view.silver_month:
+        return select
+    keys = ", ".join(GOLD_KEY)
+    aggregates = ", ".join(f"{agg} AS {column}" for column, agg in view.silver_month.items())
+    on = " AND ".join(f"t.{k} IS NOT DISTINCT FROM q.{k}" for k in GOLD_KEY)
+    return (
+        f"{select} LEFT JOIN (SELECT {keys}, {aggregates} FROM {relations['silver']}"
+        f" GROUP BY {keys}) AS q ON {on}"
+    )
+
+
+def spark_view_statements(relations: Mapping[str, str]) -> list[str]:
+    """CREATE VIEW statements of `cvm_p210.*` for Spark SQL over `relations` (Delta table ->
+    Spark's name for it, e.g. delta_relations(lake_uri) on Databricks)."""
+    return [f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"] + [
+        f"CREATE OR REPLACE VIEW {SCHEMA}.{name} AS {view_sql(name, relations)}"
+        for name, view in VIEWS.items()
+        if view.tables <= relations.keys()
+    ]
+
+
+def register_spark_views(spark: SparkSession, relations: Mapping[str, str]) -> None:
+    """The original design's tables in a SparkSession, so its SQL runs there as written."""
+    for statement in spark_view_statements(relations):
+        spark.sql(statement)
+
+
+def delta_relations(lake_uri: str) -> dict[str, str]:
+    """The lake's Delta tables by path, for a Spark with Delta Lake (Databricks)."""
+    return {table: f"delta.`{lake_uri.rstrip('/')}/{table}`" for table in TABLES}
+
+
+# --- DuckDB ----------------------------------------------------------------------------------
+
+
+def _register(
+    con: duckdb.DuckDBPyConnection, tables: DeltaRsTables, table: str, version: int | None
+) -> str | None:
+    dataset = tables.dataset(table, version)
+    if dataset is None:
+        return None
+    name = f"_{table}" if version is None else f"_{table}@v{version}"
+    con.register(name, dataset)
+    return f'"{name}"'
+
+
 def connect(tables: DeltaRsTables) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with a view per Delta table that exists."""
+    """An in-memory DuckDB with a view per Delta table that exists, under both names."""
     con = duckdb.connect()
     con.execute(f"CREATE SCHEMA {SCHEMA}")
-    for sql_name, table in SQL_NAMES.items():
-        dataset = tables.dataset(table)
-        if dataset is None:
-            continue
-        con.register(f"_{table}", dataset)
-        con.execute(f"CREATE VIEW {SCHEMA}.{sql_name} AS SELECT * FROM _{table}")
-        if sql_name != table:
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM _{table}")
+    registered = {t: _register(con, tables, t, None) for t in TABLES}
+    relations = {t: name for t, name in registered.items() if name is not None}
+    for name, view in VIEWS.items():
+        if view.tables <= relations.keys():
+            con.execute(f"CREATE VIEW {SCHEMA}.{name} AS {view_sql(name, relations)}")
+    for table, relation in relations.items():
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM {relation}")
     return con
 
 
-def run(con: duckdb.DuckDBPyConnection, query: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+def _version_schema(
+    con: duckdb.DuckDBPyConnection, tables: DeltaRsTables, table: str, version: int
+) -> str:
+    """A schema holding `table` at `version` under both its names. Gold's silver columns come
+    from silver as it was when that gold version was committed."""
+    schema = f'"{table}@v{version}"'
+    relations = {table: str(_register(con, tables, table, version))}
+    when = maintenance.commit_time(tables, table, version)
+    for other in {t for v in VIEWS.values() if v.table == table for t in v.tables} - {table}:
+        at = maintenance.version_at(tables, other, when)
+        relations[other] = str(_register(con, tables, other, at))
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    for name, view in VIEWS.items():
+        if view.table == table:
+            con.execute(f"CREATE OR REPLACE VIEW {schema}.{name} AS {view_sql(name, relations)}")
+    con.execute(f"CREATE OR REPLACE VIEW {schema}.{table} AS SELECT * FROM {relations[table]}")
+    return schema
+
+
+def run(con: duckdb.DuckDBPyConnection, query: str) -> Result:
     cursor = con.execute(query)
     columns = [d[0] for d in cursor.description] if cursor.description else []
     return columns, cursor.fetchall()
+
+
+# --- statements ------------------------------------------------------------------------------
+
+_TOKEN = re.compile(
+    r"""(?P<space>\s+)
+      | (?P<comment>--[^\n]*|/\*.*?\*/)
+      | (?P<string>'(?:[^']|'')*')
+      | (?P<quoted>"(?:[^"]|"")*")
+      | (?P<number>\d+(?:\.\d*)?)
+      | (?P<word>[^\W\d]\w*)
+      | (?P<symbol>.)""",
+    re.VERBOSE | re.DOTALL,
+)
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # space, comment, string, quoted, number, word or symbol
+    text: str
+
+    def is_(self, keyword: str) -> bool:
+        return self.kind == "word" and self.text.upper() == keyword
+
+    @property
+    def name(self) -> str:
+        """An identifier as SQL resolves it: unquoted ones without regard to case."""
+        return self.text[1:-1].replace('""', '"') if self.kind == "quoted" else self.text.lower()
+
+
+def tokenize(statement: str) -> list[Token]:
+    """Tokens of `statement`, whitespace and comments included: joined, they give it back."""
+    return [Token(str(m.lastgroup), m.group()) for m in _TOKEN.finditer(statement)]
+
+
+def _table(parts: Sequence[Token]) -> str | None:
+    """The Delta table that `[cvm_p210.]name` or a table's own name refers to."""
+    names = [p.name for p in parts]
+    if len(names) == 2 and names[0] == SCHEMA and names[1] in VIEWS:
+        return VIEWS[names[1]].table
+    if len(names) == 1 and names[0] in TABLES:
+        return names[0]
+    return None
+
+
+def _known() -> str:
+    return ", ".join([*(f"{SCHEMA}.{n}" for n in VIEWS), *TABLES])
+
+
+def _timestamp(literal: Token) -> dt.datetime:
+    text = literal.text[1:-1].replace("''", "'").strip()
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SqlError(
+            f"TIMESTAMP AS OF {literal.text}: not a timestamp; write 'YYYY-MM-DD' or"
+            " 'YYYY-MM-DD HH:MM:SS' (UTC unless an offset is given)"
+        ) from None
+
+
+def _as_of(tables: DeltaRsTables, table: str, clause: Sequence[Token]) -> int:
+    """The version that `VERSION AS OF n` or `TIMESTAMP AS OF '…'` names, checked."""
+    kind, literal = clause[0], clause[3] if len(clause) > 3 else None
+    if kind.is_("VERSION") and literal is not None and literal.kind == "number":
+        return maintenance.require_version(tables, table, int(literal.text))
+    if kind.is_("TIMESTAMP") and literal is not None and literal.kind == "string":
+        return maintenance.version_at(tables, table, _timestamp(literal))
+    raise SqlError(
+        f"{table}: write VERSION AS OF <number> or TIMESTAMP AS OF '<timestamp>' (a literal)"
+    )
+
+
+def _significant(tokens: Sequence[Token]) -> list[int]:
+    return [i for i, t in enumerate(tokens) if t.kind not in ("space", "comment")]
+
+
+def _time_travel(con: duckdb.DuckDBPyConnection, tables: DeltaRsTables, statement: str) -> str:
+    """`statement` with each `<table> VERSION|TIMESTAMP AS OF <literal>` replaced by that
+    table's name in a schema holding that version (so `t.column` references still bind)."""
+    tokens = tokenize(statement)
+    sig = _significant(tokens)
+    texts = [t.text for t in tokens]
+    for k in range(1, len(sig) - 2):
+        head = [tokens[i] for i in sig[k : k + 3]]
+        if not (head[0].is_("VERSION") or head[0].is_("TIMESTAMP")) or not (
+            head[1].is_("AS") and head[2].is_("OF")
+        ):
+            continue
+        dotted = k >= 3 and tokens[sig[k - 2]].text == "."
+        parts = [tokens[sig[k - 3]], tokens[sig[k - 1]]] if dotted else [tokens[sig[k - 1]]]
+        table = _table(parts)
+        if table is None:
+            written = ".".join(p.text for p in parts)
+            raise SqlError(f"{written} {head[0].text} AS OF: no such table; tables: {_known()}")
+        version = _as_of(tables, table, [tokens[i] for i in sig[k : k + 4]])
+        start, end = sig[k - 3 if dotted else k - 1], sig[k + 3]
+        texts[start : end + 1] = [""] * (end - start + 1)
+        texts[start] = f"{_version_schema(con, tables, table, version)}.{parts[-1].text}"
+    return "".join(texts)
+
+
+class _Words:
+    """The significant tokens of a maintenance statement, consumed left to right."""
+
+    def __init__(self, statement: str, tokens: Sequence[Token]) -> None:
+        significant = [tokens[i] for i in _significant(tokens)]
+        while significant and significant[-1].text == ";":
+            significant.pop()
+        self.statement, self.tokens, self.at = statement, significant, 0
+
+    def take(self, *keywords: str) -> bool:
+        """Consume `keywords` if they come next."""
+        ahead = self.tokens[self.at : self.at + len(keywords)]
+        if len(ahead) == len(keywords) and all(
+            t.is_(k) for t, k in zip(ahead, keywords, strict=True)
+        ):
+            self.at += len(keywords)
+            return True
+        return False
+
+    def symbol(self, text: str) -> bool:
+        """Consume the symbol `text` if it comes next."""
+        found = self.at < len(self.tokens) and self.tokens[self.at].text == text
+        self.at += found
+        return found
+
+    def next(self, what: str) -> Token:
+        if self.at >= len(self.tokens):
+            raise SqlError(f"{self.statement}: {what} expected at the end")
+        self.at += 1
+        return self.tokens[self.at - 1]
+
+    def table(self) -> str:
+        parts = [self.next("a table")]
+        if self.symbol("."):
+            parts.append(self.next("a table name after the dot"))
+        table = _table(parts)
+        if table is None:
+            written = ".".join(p.text for p in parts)
+            raise SqlError(f"{written}: no such table; tables: {_known()}")
+        return table
+
+    def end(self, syntax: str) -> None:
+        if self.at < len(self.tokens):
+            raise SqlError(
+                f"unexpected {self.tokens[self.at].text!r} in {self.statement}; syntax: {syntax}"
+            )
+
+
+HISTORY_SYNTAX = "DESCRIBE HISTORY <table> [LIMIT n]"
+OPTIMIZE_SYNTAX = "OPTIMIZE <table> [ZORDER BY (column, ...)]"
+RESTORE_SYNTAX = "RESTORE [TABLE] <table> [TO] VERSION AS OF n | TIMESTAMP AS OF '<timestamp>'"
+
+
+def _describe_history(tables: DeltaRsTables, words: _Words) -> Result:
+    table = words.table()
+    limit = int(words.next("a number").text) if words.take("LIMIT") else None
+    words.end(HISTORY_SYNTAX)
+    rows = maintenance.history(tables, table, limit)
+    columns = list(maintenance.HISTORY_COLUMNS)
+    return columns, [tuple(row[c] for c in columns) for row in rows]
+
+
+def _optimize(tables: DeltaRsTables, words: _Words) -> Result:
+    table = words.table()
+    columns: list[str] = []
+    if words.take("ZORDER", "BY"):
+        parenthesised = words.symbol("(")
+        columns.append(words.next("a column").name)
+        while words.symbol(","):
+            columns.append(words.next("a column").name)
+        if parenthesised and not words.symbol(")"):
+            raise SqlError(f"{words.statement}: ')' expected; syntax: {OPTIMIZE_SYNTAX}")
+    words.end(OPTIMIZE_SYNTAX)
+    return _figures(maintenance.optimize(tables, table, columns))
+
+
+def _restore(tables: DeltaRsTables, words: _Words) -> Result:
+    words.take("TABLE")
+    table = words.table()
+    words.take("TO")
+    clause = [words.next("VERSION AS OF or TIMESTAMP AS OF") for _ in range(4)]
+    words.end(RESTORE_SYNTAX)
+    return _figures(maintenance.restore(tables, table, _as_of(tables, table, clause)))
+
+
+def _figures(figures: Mapping[str, Any]) -> Result:
+    return ["metric", "value"], [(k, _text(v)) for k, v in figures.items()]
+
+
+def execute(tables: DeltaRsTables, statement: str) -> Result:
+    """Run one statement: a DuckDB query (time travel allowed), or one of DESCRIBE HISTORY,
+    OPTIMIZE and RESTORE, done by delta-rs."""
+    tokens = tokenize(statement)
+    words = _Words(statement.strip(), tokens)
+    if words.take("DESCRIBE", "HISTORY"):
+        return _describe_history(tables, words)
+    if words.take("OPTIMIZE"):
+        return _optimize(tables, words)
+    if words.take("RESTORE"):
+        return _restore(tables, words)
+    con = connect(tables)
+    return run(con, _time_travel(con, tables, statement))
+
+
+# --- output ----------------------------------------------------------------------------------
 
 
 def _text(value: Any) -> str:
@@ -90,3 +413,85 @@ def render(columns: Sequence[str], rows: Sequence[tuple[Any, ...]], fmt: str) ->
     separator = "-+-".join("-" * w for w in widths)
     footer = f"({len(rows)} row{'s' if len(rows) != 1 else ''})"
     return "\n".join([line(columns), separator, *(line(r) for r in cells), footer]) + "\n"
+
+
+@dataclass(frozen=True)
+class Chart:
+    """What a chart plots: x labels in plotting order and one series per numeric column."""
+
+    x_columns: list[str]
+    x: list[str]
+    series: dict[str, list[float | None]]
+    kind: str  # "line" over ordered x (numbers, dates), "bar" over categories (text)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, decimal.Decimal)) and not isinstance(value, bool)
+
+
+def _column_is(rows: Sequence[tuple[Any, ...]], i: int, test: Any) -> bool:
+    values = [row[i] for row in rows if row[i] is not None]
+    return bool(values) and all(test(v) for v in values)
+
+
+def chart_data(columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> Chart:
+    """The x axis is the leading non-numeric columns (else the leading integer ones, e.g. ano,
+    mes); every later numeric column is a series. Ordered x (integers, dates) is sorted."""
+    numeric = [_column_is(rows, i, _is_number) for i in range(len(columns))]
+    leading = next((i for i, n in enumerate(numeric) if n), len(columns))
+    if leading == 0:
+        integer = [_column_is(rows, i, lambda v: isinstance(v, int)) for i in range(len(columns))]
+        leading = next((i for i, n in enumerate(integer) if not n), len(columns) - 1)
+    series_at = [i for i in range(leading, len(columns)) if numeric[i]]
+    if not series_at or leading == 0:
+        raise SqlError(
+            "--chart: the result needs x columns (text, dates or integers) followed by numeric"
+            f" columns to plot; it has {', '.join(columns) or 'none'}"
+        )
+    ordered = all(
+        _column_is(rows, i, lambda v: isinstance(v, (int, dt.date)) and not isinstance(v, bool))
+        for i in range(leading)
+    )
+    if ordered:
+        rows = sorted(rows, key=lambda r: tuple((v is None, v) for v in r[:leading]))
+
+    def label(value: Any) -> str:
+        return f"{value:02d}" if isinstance(value, int) else _text(value)
+
+    return Chart(
+        x_columns=list(columns[:leading]),
+        x=["-".join(label(v) for v in row[:leading]) for row in rows],
+        # Plotting only: the money itself stays DECIMAL everywhere else.
+        series={
+            columns[i]: [None if r[i] is None else float(r[i]) for r in rows] for i in series_at
+        },
+        kind="line" if ordered else "bar",
+    )
+
+
+def write_chart(chart: Chart, path: str, title: str) -> None:
+    """The chart as a PNG, drawn by matplotlib's Agg canvas (no display, no global state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import StrMethodFormatter
+
+    figure = Figure(figsize=(11, 6), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    positions = list(range(len(chart.x)))
+    nan = float("nan")
+    width = 0.8 / len(chart.series)
+    for n, (name, values) in enumerate(chart.series.items()):
+        points = [nan if v is None else v for v in values]
+        if chart.kind == "line":
+            axes.plot(positions, points, marker="o", label=name)
+        else:
+            axes.bar([p - 0.4 + width * (n + 0.5) for p in positions], points, width, label=name)
+    step = max(1, len(chart.x) // 30)
+    axes.set_xticks(positions[::step], chart.x[::step], rotation=45, ha="right")
+    axes.set_xlabel(" / ".join(chart.x_columns))
+    axes.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+    axes.grid(alpha=0.3)
+    axes.legend()
+    axes.set_title(title, fontsize=9, loc="left")
+    figure.savefig(path, format="png", dpi=100)
