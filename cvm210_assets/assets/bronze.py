@@ -1,27 +1,28 @@
 """bronze: the month's CSV rows as read, every column as text, with lineage."""
 
-from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, BackfillPolicy, MetadataValue, asset
 from dagster_pyspark import LazyPySparkResource
 
 from cvm210_assets import PIPELINE_VERSION
 from cvm210_assets.assets.common import (
     SKIPPED,
     Check,
+    MonthResult,
     Outcome,
+    blocking_failure,
     fingerprint,
     is_current,
     markdown_table,
-    month_of,
+    materialize_months,
     now_utc,
-    report,
     require,
     run_label,
-    skip_unchanged,
     table_schema,
+    unchanged,
 )
 from cvm210_assets.assets.ingestion import S3_CSV, s3_csv_partition
 from cvm210_assets.lake.schemas import BRONZE_LINEAGE
-from cvm210_assets.partitions import monthly_partitions
+from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.source.layouts import LAYOUTS
 from cvm210_assets.transforms.bronze import bronze_rows
@@ -38,6 +39,7 @@ CHECKS = (ALL_LINES_LOADED,)
 @asset(
     deps=[s3_csv_partition],
     partitions_def=monthly_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
     group_name="lakehouse",
     kinds={"spark", "delta"},
     code_version=PIPELINE_VERSION,
@@ -61,15 +63,21 @@ def bronze(
     pyspark: LazyPySparkResource,
     step_launcher: SparkStepLauncher,  # runs the step on Databricks when set (README)
 ):
-    month = month_of(context)
+    yield from materialize_months(
+        context, BRONZE, CHECKS, lambda month: _load(context, lake, pyspark, month)
+    )
+
+
+def _load(
+    context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResource, month: Month
+) -> MonthResult:
     with lake.month_lock(month, owner=run_label(context)):
         state = lake.state
         csv = require(state, S3_CSV, month)
         wanted = fingerprint(csv["csv_sha256"])
         previous = state.get(BRONZE, month)
         if is_current(previous, wanted):
-            yield from skip_unchanged(context, BRONZE, CHECKS, previous)
-            return
+            return unchanged(context, BRONZE, month, CHECKS, previous)
 
         spark = pyspark.spark_session
         layout = LAYOUTS[csv["layout"]]
@@ -86,7 +94,8 @@ def bronze(
                 {"bronze_rows": rows.rows, "csv_data_lines": csv["rows"]},
             )
         ]
-        yield from report(BRONZE, month, outcomes)
+        if blocking_failure(outcomes):
+            return MonthResult(month, {}, outcomes)
         write = lake.tables.replace_month(
             BRONZE, rows, month, {"cvm210.month": month.key, **wanted}
         )
@@ -103,8 +112,10 @@ def bronze(
                 "checks": [o.record() for o in outcomes],
             },
         )
-        yield MaterializeResult(
-            data_version=DataVersion(csv["csv_sha256"]),
+        return MonthResult(
+            month,
+            outcomes=outcomes,
+            data_version=csv["csv_sha256"],
             metadata={
                 "dagster/row_count": rows.rows,
                 "delta_version": write.version,

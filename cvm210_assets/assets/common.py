@@ -2,15 +2,18 @@
 
 import datetime as dt
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from dagster import (
+    AssetCheckEvaluation,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    AssetKey,
+    BetaWarning,
     DataVersion,
     MaterializeResult,
     MetadataValue,
@@ -25,9 +28,14 @@ from cvm210_assets.partitions import Month, monthly_partitions
 
 SKIPPED = "cvm210/unchanged"
 
+# Single-run backfills are how a range of months shares one run and one Spark session, and how
+# `dagster asset materialize --partition-range` works at all; Dagster calls the parameter beta.
+warnings.filterwarnings("ignore", "Parameter `backfill_policy` of function `asset`", BetaWarning)
 
-def month_of(context: AssetExecutionContext) -> Month:
-    return Month.from_key(context.partition_key)
+
+def months_of(context: AssetExecutionContext) -> list[Month]:
+    """The run's months: one, or a range when a backfill runs as one run."""
+    return [Month.from_key(key) for key in context.partition_keys]
 
 
 def run_label(context: AssetExecutionContext) -> str:
@@ -100,6 +108,19 @@ class Outcome:
             metadata=metadata,
         )
 
+    def evaluation(self, asset: str, month: Month, note: str | None) -> AssetCheckEvaluation:
+        """The outcome recorded against the month's partition, within a range run."""
+        metadata = {**self.metadata, **({"note": note} if note else {})}
+        return AssetCheckEvaluation(
+            asset_key=AssetKey(asset),
+            check_name=self.check.name,
+            passed=self.passed,
+            severity=self.check.severity,
+            metadata=metadata,
+            blocking=self.check.blocking,
+            partition=month.key,
+        )
+
     def record(self) -> dict[str, Any]:
         return {"name": self.check.name, "passed": self.passed, "metadata": self.metadata}
 
@@ -114,24 +135,45 @@ def outcomes_from_record(checks: Sequence[Check], record: Mapping[str, Any]) -> 
     ]
 
 
-def skip_unchanged(
+@dataclass(frozen=True)
+class MonthResult:
+    """What an asset did for one month. `blocked`: a blocking check failed, nothing committed."""
+
+    month: Month
+    metadata: dict[str, Any]
+    outcomes: Sequence[Outcome] = ()
+    data_version: str | None = None
+    note: str | None = None
+
+    @property
+    def blocked(self) -> bool:
+        return blocking_failure(self.outcomes)
+
+
+def blocking_failure(outcomes: Sequence[Outcome]) -> bool:
+    """A check whose failure means bad data failed: the month must not be committed."""
+    return any(o.check.blocking and not o.passed for o in outcomes)
+
+
+def unchanged(
     context: AssetExecutionContext,
     asset: str,
+    month: Month,
     checks: Sequence[Check],
     previous: Mapping[str, Any],
     **metadata: Any,
-) -> Iterator[AssetCheckResult | MaterializeResult]:
+) -> MonthResult:
     """The month's input is what the asset last processed: say so, repeat the recorded check
     verdicts, and do no work (no Spark session, no commit)."""
     context.log.info(
-        f"{asset} {context.partition_key}: input {previous['source_sha256'][:12]} already"
-        " processed; nothing to do"
+        f"{asset} {month}: input {previous['source_sha256'][:12]} already processed; nothing to do"
     )
-    for outcome in outcomes_from_record(checks, previous):
-        yield outcome.result(asset, note="unchanged input: verdict of the run that processed it")
-    yield MaterializeResult(
-        data_version=DataVersion(previous["source_sha256"]),
-        metadata={SKIPPED: True, "dagster/row_count": previous["rows"], **metadata},
+    return MonthResult(
+        month,
+        {SKIPPED: True, "dagster/row_count": previous["rows"], **metadata},
+        outcomes_from_record(checks, previous),
+        data_version=previous["source_sha256"],
+        note="unchanged input: verdict of the run that processed it",
     )
 
 
@@ -139,15 +181,85 @@ class BlockingCheckFailed(RuntimeError):
     """Raised after yielding the failed results: nothing was committed."""
 
 
-def report(asset: str, month: Month, outcomes: Sequence[Outcome]) -> Iterator[AssetCheckResult]:
-    """Yield the check results; then, if a blocking check failed, stop before any commit."""
-    yield from (outcome.result(asset) for outcome in outcomes)
-    failures = [o for o in outcomes if o.check.blocking and not o.passed]
-    if failures:
-        raise BlockingCheckFailed(
-            f"{asset} {month} not written (its tables keep their previous version): "
-            + "; ".join(f"{f.check.name} failed {f.metadata}" for f in failures)
+class MonthsFailed(RuntimeError):
+    """Some months of a range run failed; the others were committed and recorded."""
+
+
+def materialize_months(
+    context: AssetExecutionContext,
+    asset: str,
+    checks: Sequence[Check],
+    process: Callable[[Month], MonthResult],
+) -> Iterator[AssetCheckResult | AssetCheckEvaluation | MaterializeResult]:
+    """Run `process` for each month of the run and report it the way Dagster shows it.
+
+    One month: its check results and materialization, as any partitioned asset. A range (a
+    backfill run as one run, sharing one Spark session): every month's checks are recorded
+    against its own partition and its metadata goes to its own materialization; a month that
+    fails does not stop the others, and the step fails at the end naming each failed month.
+    """
+    months = months_of(context)
+    if len(months) == 1:
+        result = process(months[0])
+        yield from (o.result(asset, result.note) for o in result.outcomes)
+        if result.blocked:
+            raise BlockingCheckFailed(_blocked_message(asset, result))
+        yield MaterializeResult(
+            data_version=DataVersion(result.data_version) if result.data_version else None,
+            metadata=result.metadata,
         )
+        return
+
+    results: list[MonthResult] = []
+    problems: list[str] = []
+    for month in months:
+        try:
+            result = process(month)
+        except Exception as error:  # one bad month must not stop a twenty-year backfill
+            context.log.error(f"{asset} {month} failed: {error}")
+            problems.append(f"{month}: {error}")
+            continue
+        results.append(result)
+        yield from (o.evaluation(asset, month, result.note) for o in result.outcomes)
+        if result.blocked:
+            problems.append(_blocked_message(asset, result))
+        else:
+            context.add_asset_metadata(result.metadata, partition_key=month.key)
+    for check in checks:
+        verdicts = {r.month.key: o.passed for r in results for o in r.outcomes if o.check == check}
+        failed = [key for key, passed in verdicts.items() if not passed]
+        yield AssetCheckResult(
+            asset_key=asset,
+            check_name=check.name,
+            passed=not failed,
+            severity=check.severity,
+            metadata={
+                "range": f"{months[0]}...{months[-1]}",
+                "months_checked": len(verdicts),
+                "months_failed": ", ".join(failed) or "none",
+                "note": "summary of the range; each month's result is on its partition",
+            },
+        )
+    if problems:
+        raise MonthsFailed(
+            f"{asset}: {len(problems)} of {len(months)} months failed (the others are committed"
+            " and a rerun skips them):\n" + "\n".join(problems)
+        )
+    yield MaterializeResult(
+        metadata={
+            "range": f"{months[0]}...{months[-1]}",
+            "months": len(months),
+            "months_unchanged": sum(1 for r in results if r.metadata.get(SKIPPED)),
+        }
+    )
+
+
+def _blocked_message(asset: str, result: MonthResult) -> str:
+    failures = [o for o in result.outcomes if o.check.blocking and not o.passed]
+    return (
+        f"{asset} {result.month} not written (its tables keep their previous version): "
+        + "; ".join(f"{f.check.name} failed {f.metadata}" for f in failures)
+    )
 
 
 def table_schema(schema: StructType, extra: Sequence[tuple[str, str, str]] = ()) -> TableSchema:

@@ -1,6 +1,6 @@
 """gold_kpis: fund-flow KPIs per fund and month, recomputed from the month's silver."""
 
-from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, BackfillPolicy, MetadataValue, asset
 from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import functions as F
 
@@ -8,22 +8,23 @@ from cvm210_assets import PIPELINE_VERSION
 from cvm210_assets.assets.common import (
     SKIPPED,
     Check,
+    MonthResult,
     Outcome,
+    blocking_failure,
     fingerprint,
     is_current,
     markdown_table,
-    month_of,
+    materialize_months,
     now_utc,
-    report,
     require,
     run_label,
-    skip_unchanged,
     table_schema,
+    unchanged,
 )
 from cvm210_assets.assets.silver import SILVER_ASSET
 from cvm210_assets.lake.raw_zone import csv_key
 from cvm210_assets.lake.schemas import GOLD
-from cvm210_assets.partitions import monthly_partitions
+from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.transforms.gold import kpis
 from cvm210_assets.transforms.quality import GoldQuality, gold_quality, silver_totals
@@ -59,6 +60,7 @@ def evaluate(quality: GoldQuality) -> list[Outcome]:
 @asset(
     deps=[SILVER_ASSET],
     partitions_def=monthly_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
     group_name="lakehouse",
     kinds={"spark", "delta"},
     code_version=PIPELINE_VERSION,
@@ -78,15 +80,21 @@ def gold_kpis(
     pyspark: LazyPySparkResource,
     step_launcher: SparkStepLauncher,  # runs the step on Databricks when set (README)
 ):
-    month = month_of(context)
+    yield from materialize_months(
+        context, GOLD_ASSET, CHECKS, lambda month: _compute(context, lake, pyspark, month)
+    )
+
+
+def _compute(
+    context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResource, month: Month
+) -> MonthResult:
     with lake.month_lock(month, owner=run_label(context)):
         state = lake.state
         silver_state = require(state, SILVER_ASSET, month)
         wanted = fingerprint(silver_state["source_sha256"])
         previous = state.get(GOLD_ASSET, month)
         if is_current(previous, wanted):
-            yield from skip_unchanged(context, GOLD_ASSET, CHECKS, previous)
-            return
+            return unchanged(context, GOLD_ASSET, month, CHECKS, previous)
 
         spark = pyspark.spark_session
         # Silver is read twice (KPIs, then the sums the check compares them with): each read
@@ -110,7 +118,8 @@ def gold_kpis(
         finally:
             gold.unpersist()
         outcomes = evaluate(quality)
-        yield from report(GOLD_ASSET, month, outcomes)
+        if blocking_failure(outcomes):
+            return MonthResult(month, {}, outcomes)
         write = lake.tables.replace_month(
             GOLD_ASSET, staged, month, {"cvm210.month": month.key, **wanted}
         )
@@ -124,8 +133,10 @@ def gold_kpis(
                 "checks": [o.record() for o in outcomes],
             },
         )
-        yield MaterializeResult(
-            data_version=DataVersion(wanted["source_sha256"]),
+        return MonthResult(
+            month,
+            outcomes=outcomes,
+            data_version=wanted["source_sha256"],
             metadata={
                 "dagster/row_count": write.rows,
                 "funds_in_net_outflow": summary[0] or 0,

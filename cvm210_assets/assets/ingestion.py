@@ -3,18 +3,19 @@
 import tempfile
 from pathlib import Path
 
-from dagster import (
-    AssetExecutionContext,
-    DataVersion,
-    MaterializeResult,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetExecutionContext, BackfillPolicy, MetadataValue, asset
 
 from cvm210_assets import PIPELINE_VERSION
-from cvm210_assets.assets.common import SKIPPED, is_current, month_of, require, run_label
+from cvm210_assets.assets.common import (
+    SKIPPED,
+    MonthResult,
+    is_current,
+    materialize_months,
+    require,
+    run_label,
+)
 from cvm210_assets.lake.raw_zone import csv_key
-from cvm210_assets.partitions import monthly_partitions
+from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.resources import CvmSource, Lake
 from cvm210_assets.source.archive import MonthMember, extract_month
 from cvm210_assets.source.capture import RAW_ZIP, capture_month
@@ -24,6 +25,7 @@ S3_CSV = "s3_csv_partition"
 
 @asset(
     partitions_def=monthly_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
     group_name="raw",
     kinds={"s3", "file"},
     code_version=PIPELINE_VERSION,
@@ -33,35 +35,46 @@ S3_CSV = "s3_csv_partition"
         " stored again."
     ),
 )
-def raw_zip(context: AssetExecutionContext, cvm: CvmSource, lake: Lake) -> MaterializeResult:
-    month = month_of(context)
-    with lake.month_lock(month, owner=run_label(context)):
-        with tempfile.TemporaryDirectory(prefix="cvm210-raw-") as tmp:
-            capture = capture_month(month, cvm.base_url, cvm.fetch, lake.storage, Path(tmp))
-        if not capture.changed:
-            context.log.info(f"{month}: CVM's file is unchanged (sha256 {capture.sha256[:12]})")
-        return MaterializeResult(
-            data_version=DataVersion(capture.csv_sha256),
-            metadata={
-                "url": MetadataValue.url(capture.url),
-                "bytes": capture.bytes,
-                "sha256": capture.sha256,
-                "last_modified": capture.last_modified or "",
-                "etag": capture.etag or "",
-                "member": capture.member,
-                "layout": capture.layout,
-                "dagster/row_count": capture.rows,
-                "csv_sha256": capture.csv_sha256,
-                "stored_new_version": capture.stored_new_version,
-                SKIPPED: not capture.changed,
-                "path": MetadataValue.path(lake.storage.uri(capture.zip_key)),
-            },
-        )
+def raw_zip(context: AssetExecutionContext, cvm: CvmSource, lake: Lake):
+    yield from materialize_months(
+        context, RAW_ZIP, (), lambda month: _capture(context, cvm, lake, month)
+    )
+
+
+def _capture(
+    context: AssetExecutionContext, cvm: CvmSource, lake: Lake, month: Month
+) -> MonthResult:
+    with (
+        lake.month_lock(month, owner=run_label(context)),
+        tempfile.TemporaryDirectory(prefix="cvm210-raw-") as tmp,
+    ):
+        capture = capture_month(month, cvm.base_url, cvm.fetch, lake.storage, Path(tmp))
+    if not capture.changed:
+        context.log.info(f"{month}: CVM's file is unchanged (sha256 {capture.sha256[:12]})")
+    return MonthResult(
+        month,
+        data_version=capture.csv_sha256,
+        metadata={
+            "url": MetadataValue.url(capture.url),
+            "bytes": capture.bytes,
+            "sha256": capture.sha256,
+            "last_modified": capture.last_modified or "",
+            "etag": capture.etag or "",
+            "member": capture.member,
+            "layout": capture.layout,
+            "dagster/row_count": capture.rows,
+            "csv_sha256": capture.csv_sha256,
+            "stored_new_version": capture.stored_new_version,
+            SKIPPED: not capture.changed,
+            "path": MetadataValue.path(lake.storage.uri(capture.zip_key)),
+        },
+    )
 
 
 @asset(
     deps=[raw_zip],
     partitions_def=monthly_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
     group_name="raw",
     kinds={"s3", "csv"},
     code_version=PIPELINE_VERSION,
@@ -70,8 +83,11 @@ def raw_zip(context: AssetExecutionContext, cvm: CvmSource, lake: Lake) -> Mater
         " byte for byte as in the zip (a yearly member is cut to the month's rows)."
     ),
 )
-def s3_csv_partition(context: AssetExecutionContext, lake: Lake) -> MaterializeResult:
-    month = month_of(context)
+def s3_csv_partition(context: AssetExecutionContext, lake: Lake):
+    yield from materialize_months(context, S3_CSV, (), lambda month: _extract(context, lake, month))
+
+
+def _extract(context: AssetExecutionContext, lake: Lake, month: Month) -> MonthResult:
     with lake.month_lock(month, owner=run_label(context)):
         state = lake.state
         raw = require(state, RAW_ZIP, month)
@@ -102,8 +118,9 @@ def s3_csv_partition(context: AssetExecutionContext, lake: Lake) -> MaterializeR
                 "member": extracted.member,
             }
             state.put(S3_CSV, month, record)
-        return MaterializeResult(
-            data_version=DataVersion(record["csv_sha256"]),
+        return MonthResult(
+            month,
+            data_version=record["csv_sha256"],
             metadata={
                 "path": MetadataValue.path(lake.storage.uri(key)),
                 "bytes": record["bytes"],

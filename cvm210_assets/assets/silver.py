@@ -5,8 +5,7 @@ import datetime as dt
 from dagster import (
     AssetCheckSeverity,
     AssetExecutionContext,
-    DataVersion,
-    MaterializeResult,
+    BackfillPolicy,
     MetadataValue,
     asset,
 )
@@ -17,20 +16,21 @@ from cvm210_assets.assets.bronze import BRONZE, bronze
 from cvm210_assets.assets.common import (
     SKIPPED,
     Check,
+    MonthResult,
     Outcome,
+    blocking_failure,
     fingerprint,
     is_current,
     markdown_table,
-    month_of,
+    materialize_months,
     now_utc,
-    report,
     require,
     run_label,
-    skip_unchanged,
     table_schema,
+    unchanged,
 )
 from cvm210_assets.lake.schemas import SILVER, SILVER_KEY, SILVER_REJECTS, SILVER_VALUES
-from cvm210_assets.partitions import monthly_partitions
+from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.source.layouts import LAYOUTS
 from cvm210_assets.transforms.quality import SilverQuality, silver_quality
@@ -112,6 +112,7 @@ def evaluate(quality: SilverQuality, bronze_rows: int, rejected: int) -> list[Ou
 @asset(
     deps=[bronze],
     partitions_def=monthly_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
     group_name="lakehouse",
     kinds={"spark", "delta"},
     code_version=PIPELINE_VERSION,
@@ -136,17 +137,23 @@ def silver(
     pyspark: LazyPySparkResource,
     step_launcher: SparkStepLauncher,  # runs the step on Databricks when set (README)
 ):
-    month = month_of(context)
+    yield from materialize_months(
+        context, SILVER_ASSET, CHECKS, lambda month: _clean(context, lake, pyspark, month)
+    )
+
+
+def _clean(
+    context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResource, month: Month
+) -> MonthResult:
     with lake.month_lock(month, owner=run_label(context)):
         state = lake.state
         bronze_state = require(state, BRONZE, month)
         wanted = fingerprint(bronze_state["source_sha256"])
         previous = state.get(SILVER_ASSET, month)
         if is_current(previous, wanted):
-            yield from skip_unchanged(
-                context, SILVER_ASSET, CHECKS, previous, rejected_rows=previous["rejected"]
+            return unchanged(
+                context, SILVER_ASSET, month, CHECKS, previous, rejected_rows=previous["rejected"]
             )
-            return
 
         spark = pyspark.spark_session
         layout = LAYOUTS[bronze_state["layout"]]
@@ -174,7 +181,8 @@ def silver(
             single.unpersist()
         quality = silver_quality(staged.data, month)
         outcomes = evaluate(quality, lake.tables.month_rows(BRONZE, month), rejected)
-        yield from report(SILVER_ASSET, month, outcomes)
+        if blocking_failure(outcomes):
+            return MonthResult(month, {}, outcomes)
         commit = {"cvm210.month": month.key, **wanted}
         # Rejects first: silver's state record is written last and marks the month done.
         rejects_write = lake.tables.replace_month(REJECTS_TABLE, rejects, month, commit)
@@ -198,8 +206,10 @@ def silver(
                 "checks": [o.record() for o in outcomes],
             },
         )
-        yield MaterializeResult(
-            data_version=DataVersion(wanted["source_sha256"]),
+        return MonthResult(
+            month,
+            outcomes=outcomes,
+            data_version=wanted["source_sha256"],
             metadata={
                 "dagster/row_count": silver_count,
                 "rows_inserted": changes["inserted"],
