@@ -1,0 +1,91 @@
+"""The daily run, aligned with CVM's publication: the current month and the previous one.
+
+CVM rewrites the files of months M and M-1 Tuesday to Saturday around 08:00 São Paulo time, so
+the schedule fires shortly after and takes both months through the whole chain to gold_kpis.
+Months that did not change cost a HTTP 304 and nothing else (every asset skips unchanged input).
+"""
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dagster import (
+    AssetSelection,
+    RunRequest,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
+    define_asset_job,
+    schedule,
+)
+
+from cvm210_assets.assets.bronze import bronze
+from cvm210_assets.assets.gold import gold_kpis
+from cvm210_assets.assets.ingestion import raw_zip, s3_csv_partition
+from cvm210_assets.assets.silver import silver
+from cvm210_assets.partitions import CVM_TIMEZONE, Month
+
+# Tuesday to Saturday at 08:30, half an hour after CVM's usual publication time.
+DEFAULT_CRON = "30 8 * * 2-6"
+
+cvm_inf_diario_job = define_asset_job(
+    "cvm_inf_diario",
+    # Partitioned by month like its assets (Dagster infers it; passing it is deprecated).
+    selection=AssetSelection.assets(raw_zip, s3_csv_partition, bronze, silver, gold_kpis),
+    description="One month through the whole chain, from CVM's zip to gold_kpis.",
+)
+
+
+def month_of(when: dt.datetime) -> Month:
+    """The month `when` falls in on CVM's calendar (São Paulo), whatever its own time zone."""
+    local = when.astimezone(ZoneInfo(CVM_TIMEZONE))
+    return Month(local.year, local.month)
+
+
+def shift(month: Month, months: int) -> Month:
+    """The month `months` away from `month` (negative: earlier)."""
+    index = month.ano * 12 + month.mes - 1 + months
+    return Month(index // 12, index % 12 + 1)
+
+
+def daily_run_requests(scheduled: dt.datetime) -> list[RunRequest]:
+    """One run for M-1 and one for M; the run key names the tick, so a tick runs each once."""
+    current = month_of(scheduled)
+    tick = scheduled.astimezone(ZoneInfo(CVM_TIMEZONE)).isoformat()
+    return [
+        RunRequest(partition_key=month.key, run_key=f"{month.key}@{tick}")
+        for month in (shift(current, -1), current)
+    ]
+
+
+def schedule_cron(env: Mapping[str, str] = os.environ) -> str:
+    return env.get("CVM210_SCHEDULE_CRON") or DEFAULT_CRON
+
+
+def schedule_timezone(env: Mapping[str, str] = os.environ) -> str:
+    timezone = env.get("CVM210_SCHEDULE_TIMEZONE") or CVM_TIMEZONE
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise ValueError(
+            f"CVM210_SCHEDULE_TIMEZONE={timezone!r}: not an IANA time zone (e.g. America/Sao_Paulo)"
+        ) from error
+    return timezone
+
+
+def build_daily_schedule(cron: str, timezone: str) -> ScheduleDefinition:
+    @schedule(
+        name="cvm_inf_diario_daily",
+        cron_schedule=cron,
+        execution_timezone=timezone,
+        job=cvm_inf_diario_job,
+        description="Months M and M-1 after CVM rewrites them (Tuesday to Saturday, 08:00 BRT).",
+    )
+    def cvm_inf_diario_daily(context: ScheduleEvaluationContext) -> list[RunRequest]:
+        return daily_run_requests(context.scheduled_execution_time)
+
+    return cvm_inf_diario_daily
+
+
+JOBS = [cvm_inf_diario_job]
+SCHEDULES = [build_daily_schedule(schedule_cron(), schedule_timezone())]
