@@ -38,7 +38,7 @@ def _sql(args: argparse.Namespace) -> int:
         return 1
     sys.stdout.write(render(columns, rows, args.format))
     if chart is not None:
-        write_chart(chart, args.chart, title=" ".join(args.query.split())[:150])
+        write_chart(chart, args.chart, title=" ".join(args.query.split())[:420])
         print(f"cvm210 sql: chart written to {args.chart}", file=sys.stderr)
     return 0
 

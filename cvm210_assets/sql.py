@@ -16,6 +16,7 @@ import decimal
 import io
 import json
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -247,17 +248,16 @@ def _time_travel(con: duckdb.DuckDBPyConnection, tables: DeltaRsTables, statemen
     sig = _significant(tokens)
     texts = [t.text for t in tokens]
     for k in range(1, len(sig) - 2):
-        head = [tokens[i] for i in sig[k : k + 3]]
-        if not (head[0].is_("VERSION") or head[0].is_("TIMESTAMP")) or not (
-            head[1].is_("AS") and head[2].is_("OF")
-        ):
+        keyword, as_, of = (tokens[i] for i in sig[k : k + 3])
+        travels = keyword.is_("VERSION") or keyword.is_("TIMESTAMP")
+        if not (travels and as_.is_("AS") and of.is_("OF")):
             continue
         dotted = k >= 3 and tokens[sig[k - 2]].text == "."
         parts = [tokens[sig[k - 3]], tokens[sig[k - 1]]] if dotted else [tokens[sig[k - 1]]]
         table = _table(parts)
         if table is None:
             written = ".".join(p.text for p in parts)
-            raise SqlError(f"{written} {head[0].text} AS OF: no such table; tables: {_known()}")
+            raise SqlError(f"{written} {keyword.text} AS OF: no such table; tables: {_known()}")
         version = _as_of(tables, table, [tokens[i] for i in sig[k : k + 4]])
         start, end = sig[k - 3 if dotted else k - 1], sig[k + 3]
         texts[start : end + 1] = [""] * (end - start + 1)
@@ -296,6 +296,12 @@ class _Words:
         self.at += 1
         return self.tokens[self.at - 1]
 
+    def number(self) -> int:
+        token = self.next("a number")
+        if token.kind != "number" or not token.text.isdigit():
+            raise SqlError(f"{self.statement}: a whole number expected, not {token.text!r}")
+        return int(token.text)
+
     def table(self) -> str:
         parts = [self.next("a table")]
         if self.symbol("."):
@@ -320,7 +326,7 @@ RESTORE_SYNTAX = "RESTORE [TABLE] <table> [TO] VERSION AS OF n | TIMESTAMP AS OF
 
 def _describe_history(tables: DeltaRsTables, words: _Words) -> Result:
     table = words.table()
-    limit = int(words.next("a number").text) if words.take("LIMIT") else None
+    limit = words.number() if words.take("LIMIT") else None
     words.end(HISTORY_SYNTAX)
     rows = maintenance.history(tables, table, limit)
     columns = list(maintenance.HISTORY_COLUMNS)
@@ -493,5 +499,5 @@ def write_chart(chart: Chart, path: str, title: str) -> None:
     axes.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     axes.grid(alpha=0.3)
     axes.legend()
-    axes.set_title(title, fontsize=9, loc="left")
+    axes.set_title(textwrap.fill(title, 140), fontsize=9, loc="left")
     figure.savefig(path, format="png", dpi=100)
