@@ -287,6 +287,8 @@ class DatabricksEmulator:
         }
         env.update(cluster.get("spark_env_vars", {}))
         env.update(
+            # Not on EC2: no instance metadata service for AWS clients to wait for.
+            AWS_EC2_METADATA_DISABLED="true",
             HOME=str(folder),
             DATABRICKS_RUNTIME_VERSION="emulated",
             SPARK_CONF_DIR=str(folder),

@@ -17,9 +17,9 @@ from typing import Any
 import boto3
 import pytest
 import yaml
-from dagster import DagsterInstance
+from dagster import DagsterInstance, build_resources
 
-from cvm210_assets.databricks import launcher_config
+from cvm210_assets.databricks import launcher_config, step_launcher
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
 from cvm210_assets.fake_cvm.server import FakeCvm
 from cvm210_assets.lake.spark_tables import changed_condition, merge_condition, merge_metrics
@@ -282,3 +282,27 @@ def test_interrupting_the_dagster_run_cancels_the_databricks_run(
     while process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert process.returncode != 0
+
+
+def test_oauth_client_credentials_reach_the_workspace(
+    emulator: DatabricksEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator.oauth_clients["cvm210-sp"] = f"oauth-{PLANTED}"
+    env = databricks_env(emulator, tmp_path)
+    del env["DATABRICKS_TOKEN"]
+    env |= {"DATABRICKS_CLIENT_ID": "cvm210-sp", "DATABRICKS_CLIENT_SECRET": f"oauth-{PLANTED}"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings.from_env()
+    with build_resources({"launcher": step_launcher(settings)}) as resources:
+        client = resources.launcher.databricks_runner.client
+        client.put_file(io.BytesIO(b"probe"), "dbfs:///probe.txt")
+    assert emulator.local("/probe.txt").read_bytes() == b"probe"
+    assert ("POST", "/oidc/v1/token") in emulator.calls
+
+    validate = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate",
+         "-m", "cvm210_assets.definitions"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert validate.returncode == 0, validate.stderr[-3000:]
