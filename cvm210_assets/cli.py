@@ -60,8 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         "sql",
         help="run SQL over the lake",
         description="Tables: cvm_p210.bronze_inf_diario, cvm_p210.silver_inf_diario,"
-        " cvm_p210.silver_rejects, cvm_p210.gold_cvm210_analytics (also bronze, silver,"
-        " silver_rejects, gold_kpis). Column names are case-insensitive. Besides queries"
+        " cvm_p210.silver_rejects, cvm_p210.silver_changes, cvm_p210.gold_cvm210_analytics"
+        " (also bronze, silver, silver_rejects, silver_changes, gold_kpis). Column names are"
+        " case-insensitive. Besides queries"
         " (with <table> VERSION AS OF n or TIMESTAMP AS OF '<UTC time>'): DESCRIBE HISTORY"
         " <table> [LIMIT n]; OPTIMIZE <table> [ZORDER BY (column, ...)]; RESTORE [TABLE]"
         " <table> TO VERSION AS OF n.",

@@ -60,6 +60,7 @@ VIEWS: dict[str, View] = {
     "bronze_inf_diario": View("bronze"),
     "silver_inf_diario": View("silver", {"dh_processamento_silver": "t.dh_processamento"}),
     "silver_rejects": View("silver_rejects"),
+    "silver_changes": View("silver_changes"),
     "gold_cvm210_analytics": View(
         "gold_kpis",
         {

@@ -29,6 +29,13 @@ from cvm210_assets.assets.common import (
     table_schema,
     unchanged,
 )
+from cvm210_assets.assets.restatements import (
+    CHANGES_TABLE,
+    changes_rows,
+    pending_restatement,
+    restatement_metadata,
+    summarize,
+)
 from cvm210_assets.lake.schemas import SILVER, SILVER_KEY, SILVER_REJECTS, SILVER_VALUES
 from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
@@ -164,6 +171,10 @@ def _clean(
             dh_ingestao=dt.datetime.fromisoformat(bronze_state["dh_ingestao"]),
         )
         processed_at = now_utc()
+        restated = previous is not None and previous["source_sha256"] != wanted["source_sha256"]
+        restatement = pending_restatement(
+            state, month, previous, wanted["source_sha256"], processed_at
+        )
         bronze_rows = lake.tables.read_month(spark, BRONZE, month)
         single = judge_rows(bronze_rows, layout, month).persist()
         judged = mark_duplicates(single).persist()
@@ -176,6 +187,14 @@ def _clean(
                 rejected_rows(judged, bronze_rows, month, source, PIPELINE_VERSION, processed_at),
                 cluster_by=("numero_linha",),
             )
+            changes = (
+                lake.tables.stage(
+                    changes_rows(lake.tables, spark, month, restatement, SILVER_ASSET, clean),
+                    cluster_by=("cnpj_fundo", "dt_comptc"),
+                )
+                if restatement
+                else None
+            )
         finally:
             judged.unpersist()
             single.unpersist()
@@ -186,6 +205,9 @@ def _clean(
         commit = {"cvm210.month": month.key, **wanted}
         # Rejects first: silver's state record is written last and marks the month done.
         rejects_write = lake.tables.replace_month(REJECTS_TABLE, rejects, month, commit)
+        if restatement:  # recorded before the MERGE replaces the rows it compares with
+            lake.tables.replace_month(CHANGES_TABLE, changes, month, commit)
+            state.put(CHANGES_TABLE, month, summarize(changes, restatement))
         silver_write = lake.tables.merge_month(
             SILVER_ASSET, staged, month, SILVER_KEY, SILVER_VALUES, commit
         )
@@ -226,6 +248,7 @@ def _clean(
                 "rejects_preview": markdown_table(
                     rejects_preview, ["numero_linha", "motivo", "detalhe", "registro"]
                 ),
+                **restatement_metadata(state.get(CHANGES_TABLE, month) if restated else None),
                 SKIPPED: False,
             },
         )

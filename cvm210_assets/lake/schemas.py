@@ -91,6 +91,30 @@ SILVER_REJECTS = _schema(
     *_PARTITION,
 )
 
+SILVER_CHANGES = _schema(
+    ("cnpj_fundo", StringType(), "Fund or class CNPJ, 14 digits"),
+    ("id_subclasse", StringType(), "Subclass id; NULL for the class itself"),
+    ("dt_comptc", DateType(), "Reporting date whose row changed"),
+    ("mudanca", StringType(), "inserida, alterada or removida by the restatement"),
+    ("colunas_alteradas", StringType(), "For alterada: the silver columns whose value changed"),
+    ("vl_patrim_liq_anterior", MONEY, "Net assets before the restatement, R$"),
+    ("vl_patrim_liq_novo", MONEY, "Net assets after the restatement, R$"),
+    ("captc_dia_anterior", MONEY, "Inflows before, R$"),
+    ("captc_dia_novo", MONEY, "Inflows after, R$"),
+    ("resg_dia_anterior", MONEY, "Redemptions before, R$"),
+    ("resg_dia_novo", MONEY, "Redemptions after, R$"),
+    ("vl_quota_anterior", QUOTA, "Quota before"),
+    ("vl_quota_novo", QUOTA, "Quota after"),
+    ("nr_cotst_anterior", IntegerType(), "Holders before"),
+    ("nr_cotst_novo", IntegerType(), "Holders after"),
+    ("variacao_fluxo_liquido", MONEY_SUM, "Change in the day's net flow (captc − resg), R$"),
+    ("arquivo_sha256_anterior", StringType(), "sha256 of the CSV the month held before"),
+    ("arquivo_sha256_novo", StringType(), "sha256 of the restated CSV"),
+    ("dh_publicacao_cvm", TimestampType(), "Last-Modified of the restated file at CVM (UTC)"),
+    ("dh_processamento", TimestampType(), "When cvm210 applied the restatement (UTC)"),
+    *_PARTITION,
+)
+
 GOLD_KEY = ("cnpj_fundo", "id_subclasse", "ano", "mes")
 GOLD = _schema(
     ("cnpj_fundo", StringType(), "Fund or class CNPJ, 14 digits"),

@@ -23,7 +23,7 @@ from cvm210_assets.lake.schemas import PARTITION_COLUMNS
 from cvm210_assets.lake.storage import LakeStorage, LocalStorage
 from cvm210_assets.partitions import Month
 
-TABLES = ("bronze", "silver", "silver_rejects", "gold_kpis")
+TABLES = ("bronze", "silver", "silver_rejects", "silver_changes", "gold_kpis")
 
 
 @dataclass(frozen=True)
