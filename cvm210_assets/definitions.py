@@ -8,13 +8,21 @@ from cvm210_assets.assets.bronze import bronze
 from cvm210_assets.assets.gold import gold_kpis
 from cvm210_assets.assets.ingestion import raw_zip, s3_csv_partition
 from cvm210_assets.assets.silver import silver
+from cvm210_assets.freshness import FRESHNESS_CHECKS, freshness_job, freshness_schedule
 from cvm210_assets.resources import build_resources
+from cvm210_assets.schedules import JOBS, SCHEDULES
+from cvm210_assets.sensors import SENSORS
 from cvm210_assets.settings import Settings
+from cvm210_assets.upkeep import lake_maintenance, maintenance_schedule
 
 ASSETS = [raw_zip, s3_csv_partition, bronze, silver, gold_kpis]
 
 defs = Definitions(
     assets=ASSETS,
+    asset_checks=FRESHNESS_CHECKS,
+    jobs=[*JOBS, freshness_job, lake_maintenance],
+    schedules=[*SCHEDULES, freshness_schedule, maintenance_schedule()],
+    sensors=SENSORS,
     resources=build_resources(Settings.from_env()),
     # One process for the whole run, so every Spark step shares one SparkSession (one JVM)
     # instead of paying a JVM start per step.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from dagster import MonthlyPartitionsDefinition
 
@@ -35,6 +36,17 @@ class Month:
             return cls(int(ano), int(mes))
         except ValueError as error:
             raise ValueError(f"partition key {key!r} is not YYYY-MM") from error
+
+    @classmethod
+    def of(cls, when: dt.datetime) -> Month:
+        """The month `when` falls in on CVM's calendar (São Paulo), whatever its time zone."""
+        local = when.astimezone(ZoneInfo(CVM_TIMEZONE))
+        return cls(local.year, local.month)
+
+    def shift(self, months: int) -> Month:
+        """The month `months` away (negative: earlier)."""
+        index = self.ano * 12 + self.mes - 1 + months
+        return Month(index // 12, index % 12 + 1)
 
     @property
     def key(self) -> str:

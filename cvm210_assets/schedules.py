@@ -36,25 +36,13 @@ cvm_inf_diario_job = define_asset_job(
 )
 
 
-def month_of(when: dt.datetime) -> Month:
-    """The month `when` falls in on CVM's calendar (São Paulo), whatever its own time zone."""
-    local = when.astimezone(ZoneInfo(CVM_TIMEZONE))
-    return Month(local.year, local.month)
-
-
-def shift(month: Month, months: int) -> Month:
-    """The month `months` away from `month` (negative: earlier)."""
-    index = month.ano * 12 + month.mes - 1 + months
-    return Month(index // 12, index % 12 + 1)
-
-
 def daily_run_requests(scheduled: dt.datetime) -> list[RunRequest]:
     """One run for M-1 and one for M; the run key names the tick, so a tick runs each once."""
-    current = month_of(scheduled)
+    current = Month.of(scheduled)
     tick = scheduled.astimezone(ZoneInfo(CVM_TIMEZONE)).isoformat()
     return [
         RunRequest(partition_key=month.key, run_key=f"{month.key}@{tick}")
-        for month in (shift(current, -1), current)
+        for month in (current.shift(-1), current)
     ]
 
 

@@ -23,11 +23,11 @@ import requests
 from dagster import RunRequest, SensorDefinition, SensorEvaluationContext, SensorResult, sensor
 
 from cvm210_assets import __version__
+from cvm210_assets.lake.raw_zone import latest_key
 from cvm210_assets.lake.storage import LakeStorage
 from cvm210_assets.partitions import Month
 from cvm210_assets.resources import CvmSource, Lake
-from cvm210_assets.schedules import cvm_inf_diario_job, month_of, shift
-from cvm210_assets.source.capture import _latest_key as latest_key
+from cvm210_assets.schedules import cvm_inf_diario_job
 from cvm210_assets.source.download import NotFound
 from cvm210_assets.source.probe import ProbeError, Validators, probe
 from cvm210_assets.source.urls import monthly_name, monthly_url, yearly_name, yearly_url
@@ -46,8 +46,8 @@ Version = dict[str, Any]  # VERSION_FIELDS; "file" (the file's stem) is None whe
 
 def watched_months(now: dt.datetime) -> list[Month]:
     """M-2 … M-11, newest first: the months CVM restates without rewriting them daily."""
-    current = month_of(now)
-    return [shift(current, -back) for back in range(2, 12)]
+    current = Month.of(now)
+    return [current.shift(-back) for back in range(2, 12)]
 
 
 def probe_order(months: Sequence[Month], seen: Mapping[str, Mapping[str, Any]]) -> list[Month]:

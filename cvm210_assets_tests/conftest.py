@@ -158,3 +158,24 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     yield endpoint
     server.terminate()
     server.wait(timeout=10)
+
+
+def fragment_month(tables: DeltaRsTables, table: str, month: Month, pieces: int) -> None:
+    """Rewrite a month as `pieces` small files (same rows), as many small writes leave it."""
+    from deltalake import write_deltalake
+
+    arrow = tables.read_month_arrow(table, month)
+    arrow = arrow.append_column("ano", [[month.ano] * arrow.num_rows]).append_column(
+        "mes", [[month.mes] * arrow.num_rows]
+    )
+    arrow = arrow.cast(tables.dataset(table).schema)
+    size = -(-arrow.num_rows // pieces)
+    for n in range(pieces):
+        write_deltalake(
+            tables.uri(table),
+            arrow.slice(n * size, size),
+            mode="overwrite" if n == 0 else "append",
+            predicate=f"ano = {month.ano} AND mes = {month.mes}" if n == 0 else None,
+            partition_by=["ano", "mes"],
+            storage_options=tables.options,
+        )

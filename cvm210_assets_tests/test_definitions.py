@@ -86,3 +86,24 @@ def test_dagster_loads_the_code_location_from_workspace_yaml(tmp_path: Path) -> 
     )
     assert result.returncode == 0, result.stderr
     assert "cvm210_assets" in result.stdout + result.stderr
+
+
+def test_the_automation_the_ui_shows() -> None:
+    from cvm210_assets.definitions import defs
+
+    repository = defs.get_repository_def()
+    assert {j.name for j in repository.get_all_jobs()} >= {
+        "cvm_inf_diario",
+        "cvm_freshness",
+        "lake_maintenance",
+    }
+    schedules = {s.name: (s.cron_schedule, s.execution_timezone) for s in repository.schedule_defs}
+    assert schedules == {
+        "cvm_inf_diario_daily": ("30 8 * * 2-6", "America/Sao_Paulo"),
+        "cvm_freshness_weekdays": ("0 12 * * 1-5", "America/Sao_Paulo"),
+        "lake_maintenance_weekly": ("0 3 * * 0", "America/Sao_Paulo"),
+    }
+    assert [s.name for s in repository.sensor_defs] == ["cvm_inf_diario_changes"]
+    keys = repository.asset_graph.asset_check_keys
+    checks = {(k.asset_key.to_user_string(), k.name) for k in keys}
+    assert {("silver", "current_month_fresh"), ("raw_zip", "cvm_copy_not_newer")} <= checks

@@ -17,10 +17,8 @@ from cvm210_assets.schedules import (
     JOBS,
     SCHEDULES,
     build_daily_schedule,
-    month_of,
     schedule_cron,
     schedule_timezone,
-    shift,
 )
 from cvm210_assets.sensors import SENSORS
 from cvm210_assets_tests.conftest import settings_for
@@ -86,12 +84,12 @@ def test_run_keys_make_a_tick_idempotent_and_the_next_day_run_again() -> None:
 
 
 def test_month_arithmetic() -> None:
-    assert shift(Month(2025, 1), -1) == Month(2024, 12)
-    assert shift(Month(2025, 3), -11) == Month(2024, 4)
-    assert shift(Month(2024, 12), 1) == Month(2025, 1)
-    assert shift(Month(2025, 6), -24) == Month(2023, 6)
-    assert month_of(dt.datetime(2025, 6, 1, 2, 59, tzinfo=dt.timezone.utc)) == Month(2025, 5)
-    assert month_of(dt.datetime(2025, 6, 1, 3, 0, tzinfo=dt.timezone.utc)) == Month(2025, 6)
+    assert Month(2025, 1).shift(-1) == Month(2024, 12)
+    assert Month(2025, 3).shift(-11) == Month(2024, 4)
+    assert Month(2024, 12).shift(1) == Month(2025, 1)
+    assert Month(2025, 6).shift(-24) == Month(2023, 6)
+    assert Month.of(dt.datetime(2025, 6, 1, 2, 59, tzinfo=dt.timezone.utc)) == Month(2025, 5)
+    assert Month.of(dt.datetime(2025, 6, 1, 3, 0, tzinfo=dt.timezone.utc)) == Month(2025, 6)
 
 
 def test_cron_and_time_zone_come_from_the_environment() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from deltalake import DeltaTable, write_deltalake
+from deltalake import DeltaTable
 
 from cvm210_assets.cli import main
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month, restate
@@ -25,7 +25,7 @@ from cvm210_assets.lake.storage import LocalStorage
 from cvm210_assets.lake.tables import DeltaRsTables
 from cvm210_assets.partitions import Month
 from cvm210_assets.sql import VIEWS, chart_data, execute, register_spark_views
-from cvm210_assets_tests.conftest import make_pipeline
+from cvm210_assets_tests.conftest import fragment_month, make_pipeline
 from cvm210_assets_tests.expectations import assert_silver
 from cvm210_assets_tests.reference import ExpectedMonth, GoldRow, diff_silver, expected_month
 
@@ -380,31 +380,13 @@ def test_describe_history_shows_the_pipeline_commits(lake: FilledLake, capsys) -
 # --- maintenance --------------------------------------------------------------------------------
 
 
-def fragment(lake: FilledLake, table: str, month: Month, pieces: int) -> None:
-    """Rewrite a month as `pieces` small files (same rows), as many small writes leave it."""
-    arrow = lake.tables.read_month_arrow(table, month)
-    arrow = arrow.append_column("ano", [[month.ano] * arrow.num_rows]).append_column(
-        "mes", [[month.mes] * arrow.num_rows]
-    )
-    arrow = arrow.cast(lake.tables.dataset(table).schema)
-    size = -(-arrow.num_rows // pieces)
-    for n in range(pieces):
-        write_deltalake(
-            lake.uri + f"/{table}",
-            arrow.slice(n * size, size),
-            mode="overwrite" if n == 0 else "append",
-            predicate=f"ano = {month.ano} AND mes = {month.mes}" if n == 0 else None,
-            partition_by=["ano", "mes"],
-        )
-
-
 def test_optimize_zorder_rewrites_fewer_files_with_the_same_rows(
     lake: FilledLake, tmp_path, capsys
 ) -> None:
     copy = lake.copy(tmp_path / "lake")
     everything = "SELECT * FROM silver" + SILVER_ORDER
     before_rows = execute(copy.tables, everything)
-    fragment(copy, "silver", Month(2025, 1), pieces=4)
+    fragment_month(copy.tables, "silver", Month(2025, 1), pieces=4)
     assert execute(copy.tables, everything) == before_rows
     files_before = len(DeltaTable(copy.uri + "/silver").file_uris())
     assert files_before == 5

@@ -2,6 +2,7 @@
 
 import datetime as dt
 
+import pyarrow.compute as pc
 from dagster import (
     AssetCheckSeverity,
     AssetExecutionContext,
@@ -37,6 +38,7 @@ from cvm210_assets.assets.restatements import (
     summarize,
 )
 from cvm210_assets.lake.schemas import SILVER, SILVER_KEY, SILVER_REJECTS, SILVER_VALUES
+from cvm210_assets.lake.tables import Staged
 from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.source.layouts import LAYOUTS
@@ -223,6 +225,8 @@ def _clean(
                 "rows": silver_count,
                 "rejected": rejected,
                 "rejected_by_reason": by_reason,
+                # The freshness check reads this: the newest reporting date the month holds.
+                "latest_dt_comptc": _latest_date(staged),
                 "changes": changes,
                 "delta_version": lake.tables.version(SILVER_ASSET),
                 "checks": [o.record() for o in outcomes],
@@ -252,6 +256,11 @@ def _clean(
                 SKIPPED: False,
             },
         )
+
+
+def _latest_date(staged: Staged) -> str | None:
+    latest = pc.max(staged.data["dt_comptc"]).as_py()
+    return latest.isoformat() if latest else None
 
 
 def _changes(metrics: dict) -> dict[str, int]:

@@ -1,5 +1,5 @@
 """Delta table maintenance through delta-rs: history, versions by number or time, OPTIMIZE
-(compaction or Z-order) and RESTORE.
+(compaction or Z-order), RESTORE, and the scheduled upkeep (compact fragmented months, vacuum).
 
 `cvm210 sql` runs these for DESCRIBE HISTORY, VERSION / TIMESTAMP AS OF, OPTIMIZE and RESTORE;
 a scheduled maintenance job can call the same functions. Errors name the table and what it has.
@@ -12,6 +12,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from cvm210_assets.lake.schemas import PARTITION_COLUMNS
@@ -161,3 +163,53 @@ def restore(tables: DeltaRsTables, table: str, version: int) -> dict[str, Any]:
     delta = open_table(tables, table)
     metrics = delta.restore(version)
     return {"table": table, "restored": version, "version": delta.version(), **_figures(metrics)}
+
+
+# --- the scheduled upkeep ---------------------------------------------------------------------
+
+# Vacuum never removes a file that a version younger than this still reads: users can time
+# travel (and roll back) at least this far.
+MIN_TIME_TRAVEL = dt.timedelta(days=30)
+
+
+def file_figures(tables: DeltaRsTables, table: str) -> dict[str, Any]:
+    """Files and bytes of the table's current version, and its months held in several files."""
+    actions = pa.table(open_table(tables, table).get_add_actions(flatten=True))
+    months = actions.select(["partition.ano", "partition.mes"]).to_pylist()
+    per_month: dict[tuple[int, int], int] = {}
+    for row in months:
+        key = (row["partition.ano"], row["partition.mes"])
+        per_month[key] = per_month.get(key, 0) + 1
+    return {
+        "files": actions.num_rows,
+        "bytes": pc.sum(actions["size_bytes"]).as_py() or 0,
+        "fragmented_months": sorted(k for k, n in per_month.items() if n > 1),
+    }
+
+
+def compact_months(
+    tables: DeltaRsTables, table: str, months: Sequence[tuple[int, int]], zorder_by: Sequence[str]
+) -> int:
+    """Rewrite each month in one Z-ordered (or compacted) file set; other months are not
+    touched, so the cost follows what changed, not the table's twenty years. Returns the
+    number of data files removed."""
+    removed = 0
+    for ano, mes in months:
+        delta = open_table(tables, table)
+        where = [("ano", "=", str(ano)), ("mes", "=", str(mes))]
+        columns = _columns(delta, table, zorder_by)
+        optimizer = delta.optimize
+        if columns:
+            metrics = optimizer.z_order(columns, partition_filters=where)
+        else:
+            metrics = optimizer.compact(partition_filters=where)
+        removed += int(metrics.get("numFilesRemoved", 0))
+    return removed
+
+
+def vacuum(tables: DeltaRsTables, table: str, keep: dt.timedelta) -> int:
+    """Delete files no version younger than `keep` reads; returns how many were deleted."""
+    if keep < MIN_TIME_TRAVEL:
+        raise LakeError(f"{table}: vacuum must keep at least {MIN_TIME_TRAVEL.days} days")
+    hours = int(keep.total_seconds() // 3600)
+    return len(open_table(tables, table).vacuum(retention_hours=hours, dry_run=False))

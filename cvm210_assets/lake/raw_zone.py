@@ -2,6 +2,7 @@
 
 raw/zip/<file stem>/<sha256>.zip        every distinct version CVM served, by content hash
 raw/zip/<file stem>/<sha256>.json       when and from where that version came
+raw/zip/<file stem>/latest.json         the version captured last, with CVM's ETag/Last-Modified
 raw/csv/ano=YYYY/mes=MM/inf_diario_fi_YYYYMM.csv   the month's current CSV
 _state/<asset>/YYYY-MM.json             what each asset last produced for the month, and from
                                         which input: the record that lets a rerun skip work
@@ -24,6 +25,11 @@ def zip_key(stem: str, sha256: str) -> str:
 
 def zip_info_key(stem: str, sha256: str) -> str:
     return f"raw/zip/{stem}/{sha256}.json"
+
+
+def latest_key(stem: str) -> str:
+    """The record of the version of a CVM file the lake captured last."""
+    return f"raw/zip/{stem}/latest.json"
 
 
 def csv_key(month: Month) -> str:

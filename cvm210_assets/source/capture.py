@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cvm210_assets.lake.raw_zone import StateStore, zip_info_key, zip_key
+from cvm210_assets.lake.raw_zone import StateStore, latest_key, zip_info_key, zip_key
 from cvm210_assets.lake.storage import LakeStorage
 from cvm210_assets.partitions import Month
 from cvm210_assets.source.archive import extract_month, find_month_member
@@ -52,10 +52,6 @@ class Capture:
     changed: bool
 
 
-def _latest_key(stem: str) -> str:
-    return f"raw/zip/{stem}/latest.json"
-
-
 def capture_month(
     month: Month, base_url: str, fetch: Fetch, storage: LakeStorage, workdir: Path
 ) -> Capture:
@@ -67,7 +63,7 @@ def capture_month(
         (yearly_url(base_url, month.ano), yearly_name(month.ano)),
     )
     for url, stem in candidates:
-        latest = _read_json(storage, _latest_key(stem))
+        latest = _read_json(storage, latest_key(stem))
         if latest and not storage.exists(zip_key(stem, latest["sha256"])):
             latest = None  # our copy is gone: ask for the whole file again
         local = workdir / f"{stem}.zip"
@@ -116,7 +112,7 @@ def _keep_version(storage: LakeStorage, stem: str, download: Downloaded, stored_
     if stored_new:
         storage.upload(download.path, zip_key(stem, download.sha256))
         storage.write_bytes(zip_info_key(stem, download.sha256), _json(info))
-    storage.write_bytes(_latest_key(stem), _json(info))
+    storage.write_bytes(latest_key(stem), _json(info))
 
 
 def _describe(

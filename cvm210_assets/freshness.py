@@ -1,0 +1,182 @@
+"""Is the lake keeping up with CVM? Two warnings, checked on weekdays at noon São Paulo time.
+
+- `current_month_fresh` (on silver): the newest reporting date of the current month (or of
+  the previous month, in a month's first days) is at most N business days old
+  (`CVM210_FRESHNESS_BUSINESS_DAYS`, default 2: CVM publishes a business day's reports on the
+  next one or two).
+- `cvm_copy_not_newer` (on raw_zip): CVM's file for the current month is the version the lake
+  captured; when CVM's is newer, the daily run has not caught it yet.
+
+Business days follow B3's national calendar: weekends and Brazil's national holidays
+(Carnival, Good Friday and Corpus Christi move with Easter).
+"""
+
+import datetime as dt
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import requests
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
+    AssetSelection,
+    ScheduleDefinition,
+    asset_check,
+    define_asset_job,
+)
+
+from cvm210_assets import __version__
+from cvm210_assets.assets.ingestion import raw_zip
+from cvm210_assets.assets.silver import SILVER_ASSET, silver
+from cvm210_assets.partitions import CVM_TIMEZONE, Month
+from cvm210_assets.resources import CvmSource, Lake
+from cvm210_assets.sensors import lake_version, observe, same_version
+from cvm210_assets.source.probe import ProbeError
+
+DEFAULT_MAX_AGE = 2
+CRON = "0 12 * * 1-5"
+FIXED_HOLIDAYS = ((1, 1), (4, 21), (5, 1), (9, 7), (10, 12), (11, 2), (11, 15), (12, 25))
+
+
+def easter(year: int) -> dt.date:
+    """Western Easter Sunday (the anonymous Gregorian algorithm)."""
+    a, b, c = year % 19, year // 100, year % 100
+    d, e = divmod(b, 4)
+    g = (8 * b + 13) // 25
+    h = (19 * a + b - d - g + 15) % 30
+    i, k = divmod(c, 4)
+    l_ = (32 + 2 * e + 2 * i - h - k) % 7
+    m = (a + 11 * h + 19 * l_) // 433
+    month, day = divmod(h + l_ - 7 * m + 114, 31)
+    return dt.date(year, month, day + 1)
+
+
+def holidays(year: int) -> set[dt.date]:
+    """Brazil's national holidays (B3 closes): fixed dates and those that move with Easter."""
+    sunday = easter(year)
+    moving = {sunday + dt.timedelta(days=n) for n in (-48, -47, -2, 60)}
+    fixed = {dt.date(year, m, d) for m, d in FIXED_HOLIDAYS}
+    if year >= 2024:
+        fixed.add(dt.date(year, 11, 20))  # Consciência Negra, national since 2024
+    return fixed | moving
+
+
+def business_days_after(start: dt.date, end: dt.date) -> int:
+    """Business days in (start, end]: how many reporting days have passed since `start`."""
+    days, day = 0, start
+    while day < end:
+        day += dt.timedelta(days=1)
+        if day.weekday() < 5 and day not in holidays(day.year):
+            days += 1
+    return days
+
+
+def max_age(env: Mapping[str, str] = os.environ) -> int:
+    value = env.get("CVM210_FRESHNESS_BUSINESS_DAYS") or str(DEFAULT_MAX_AGE)
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"CVM210_FRESHNESS_BUSINESS_DAYS={value!r}: expected a whole number >= 1")
+    return int(value)
+
+
+def freshness(latest: dt.date | None, today: dt.date, limit: int) -> tuple[bool, dict[str, Any]]:
+    """The verdict and what it is based on."""
+    if latest is None:
+        return False, {"today": today.isoformat(), "note": "no silver rows this month or last"}
+    age = business_days_after(latest, today)
+    return age <= limit, {
+        "latest_dt_comptc": latest.isoformat(),
+        "today": today.isoformat(),
+        "business_days_old": age,
+        "max_business_days": limit,
+    }
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def build_freshness_checks(
+    limit: int, now: Callable[[], dt.datetime] = _now
+) -> list[AssetChecksDefinition]:
+    """The two checks; `now` is their clock (tests fix it)."""
+
+    @asset_check(
+        asset=silver,
+        name="current_month_fresh",
+        blocking=False,
+        description=f"The newest dt_comptc is at most {limit} business days old (WARN).",
+    )
+    def current_month_fresh(lake: Lake) -> AssetCheckResult:
+        today = now().astimezone(ZoneInfo(CVM_TIMEZONE)).date()
+        current = Month(today.year, today.month)
+        latest = None
+        for month in (current, current.shift(-1)):
+            record = lake.state.get(SILVER_ASSET, month)
+            if record and record.get("latest_dt_comptc"):
+                latest = dt.date.fromisoformat(record["latest_dt_comptc"])
+                break
+        passed, metadata = freshness(latest, today, limit)
+        return AssetCheckResult(passed=passed, severity=AssetCheckSeverity.WARN, metadata=metadata)
+
+    @asset_check(
+        asset=raw_zip,
+        name="cvm_copy_not_newer",
+        blocking=False,
+        description="CVM's file for the current month is the version the lake holds (WARN).",
+    )
+    def cvm_copy_not_newer(
+        context: AssetCheckExecutionContext, cvm: CvmSource, lake: Lake
+    ) -> AssetCheckResult:
+        today = now().astimezone(ZoneInfo(CVM_TIMEZONE)).date()
+        month = Month(today.year, today.month)
+        timeout = (cvm.connect_timeout_seconds, cvm.connect_timeout_seconds)
+        with requests.Session() as session:
+            session.headers["User-Agent"] = f"cvm210/{__version__}"
+            try:
+                found = observe(session, cvm.base_url, [month], 2, timeout)[month]
+            except ProbeError as error:
+                context.log.warning(str(error))
+                return AssetCheckResult(
+                    passed=True,
+                    severity=AssetCheckSeverity.WARN,
+                    metadata={"month": month.key, "note": f"CVM did not answer: {error}"},
+                )
+        if found["file"] is None:
+            return AssetCheckResult(
+                passed=True,
+                severity=AssetCheckSeverity.WARN,
+                metadata={"month": month.key, "note": "CVM has not published it yet"},
+            )
+        ours = lake_version(lake.storage, found["file"])
+        return AssetCheckResult(
+            passed=same_version(ours, found),
+            severity=AssetCheckSeverity.WARN,
+            metadata={
+                "month": month.key,
+                "file": found["file"],
+                "cvm_last_modified": found["last_modified"] or "",
+                "cvm_etag": found["etag"] or "",
+                "lake_last_modified": (ours or {}).get("last_modified") or "(none)",
+                "lake_etag": (ours or {}).get("etag") or "(none)",
+            },
+        )
+
+    return [current_month_fresh, cvm_copy_not_newer]
+
+
+FRESHNESS_CHECKS = build_freshness_checks(max_age())
+freshness_job = define_asset_job(
+    "cvm_freshness",
+    selection=AssetSelection.checks(*FRESHNESS_CHECKS),
+    description="Is the lake keeping up with CVM? (two WARN checks; see README, Freshness)",
+)
+freshness_schedule = ScheduleDefinition(
+    name="cvm_freshness_weekdays",
+    job=freshness_job,
+    cron_schedule=CRON,
+    execution_timezone=CVM_TIMEZONE,
+)

@@ -1,0 +1,100 @@
+"""The lake's weekly upkeep: compact the months that restatements left in several files,
+Z-ordered by cnpj_fundo where users filter by fund, and vacuum what no recent version reads.
+
+Restatements MERGE into silver and replace months of the other tables, so a month can end up
+in several small files; readers then open more files than they need. Vacuum keeps at least
+30 days of time travel (`CVM210_TIME_TRAVEL_DAYS`, never less), so a bad restatement can
+still be rolled back a month later.
+"""
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+
+from dagster import (
+    AssetObservation,
+    MetadataValue,
+    OpExecutionContext,
+    ScheduleDefinition,
+    job,
+    op,
+)
+
+from cvm210_assets.lake.maintenance import (
+    MIN_TIME_TRAVEL,
+    compact_months,
+    file_figures,
+    vacuum,
+)
+from cvm210_assets.lake.tables import DeltaRsTables
+from cvm210_assets.partitions import CVM_TIMEZONE
+from cvm210_assets.resources import Lake
+
+# table -> (the asset that writes it, Z-order columns: the filters users query by)
+PLAN: dict[str, tuple[str, tuple[str, ...]]] = {
+    "bronze": ("bronze", ()),
+    "silver": ("silver", ("cnpj_fundo", "dt_comptc")),
+    "silver_rejects": ("silver", ()),
+    "silver_changes": ("silver", ("cnpj_fundo",)),
+    "gold_kpis": ("gold_kpis", ("cnpj_fundo",)),
+}
+DEFAULT_CRON = "0 3 * * 0"  # Sundays 03:00 São Paulo: no CVM publication, no daily run
+
+
+def time_travel(env: Mapping[str, str] = os.environ) -> dt.timedelta:
+    """How long old versions stay readable; at least MIN_TIME_TRAVEL."""
+    value = env.get("CVM210_TIME_TRAVEL_DAYS") or str(MIN_TIME_TRAVEL.days)
+    if not value.isdigit() or int(value) < MIN_TIME_TRAVEL.days:
+        raise ValueError(
+            f"CVM210_TIME_TRAVEL_DAYS={value!r}: expected a whole number of days >="
+            f" {MIN_TIME_TRAVEL.days}"
+        )
+    return dt.timedelta(days=int(value))
+
+
+@op(description="Compact fragmented months (Z-ordered by fund) and vacuum, table by table.")
+def maintain_tables(context: OpExecutionContext, lake: Lake) -> None:
+    # Maintenance goes through delta-rs wherever the steps run: it is file work, no Spark.
+    tables = DeltaRsTables(lake.storage)
+    keep = time_travel()
+    for table, (asset, zorder_by) in PLAN.items():
+        if tables.version(table) is None:
+            continue
+        before = file_figures(tables, table)
+        rewritten = compact_months(tables, table, before["fragmented_months"], zorder_by)
+        deleted = vacuum(tables, table, keep)
+        after = file_figures(tables, table)
+        months = ", ".join(f"{a:04d}-{m:02d}" for a, m in before["fragmented_months"])
+        context.log.info(f"{table}: {before['files']} -> {after['files']} files")
+        context.log_event(
+            AssetObservation(
+                asset_key=asset,
+                metadata={
+                    "table": table,
+                    "files_before": before["files"],
+                    "files_after": after["files"],
+                    "bytes_before": before["bytes"],
+                    "bytes_after": after["bytes"],
+                    "months_compacted": months or "none",
+                    "files_rewritten": rewritten,
+                    "files_vacuumed": deleted,
+                    "zorder_by": ", ".join(zorder_by) or "(compaction only)",
+                    "time_travel_days": keep.days,
+                    "delta_version": MetadataValue.int(tables.version(table) or 0),
+                },
+            )
+        )
+
+
+@job(description="Weekly upkeep of the lake's Delta tables (see README, Maintenance).")
+def lake_maintenance() -> None:
+    maintain_tables()
+
+
+def maintenance_schedule(env: Mapping[str, str] = os.environ) -> ScheduleDefinition:
+    return ScheduleDefinition(
+        name="lake_maintenance_weekly",
+        job=lake_maintenance,
+        cron_schedule=env.get("CVM210_MAINTENANCE_CRON") or DEFAULT_CRON,
+        execution_timezone=CVM_TIMEZONE,
+    )
