@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from cvm210_assets.lake import maintenance
-from cvm210_assets.lake.schemas import GOLD_KEY
 from cvm210_assets.lake.tables import TABLES, DeltaRsTables
 
 if TYPE_CHECKING:
@@ -48,12 +47,6 @@ class View:
     table: str
     # Extra column -> SQL expression over the table's row (alias t).
     columns: Mapping[str, str] = field(default_factory=dict)
-    # Extra column -> aggregate over silver's rows of the row's fund, subclass and month.
-    silver_month: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def tables(self) -> set[str]:
-        return {self.table, *(["silver"] if self.silver_month else [])}
 
 
 VIEWS: dict[str, View] = {
@@ -70,7 +63,6 @@ VIEWS: dict[str, View] = {
             "variacao_cota_mes": "100 * t.variacao_cota",
             "dh_geracao_analytics": "t.dh_processamento",
         },
-        {"cota_maxima": "max(vl_quota)", "cota_minima": "min(vl_quota)"},
     ),
 }
 
@@ -78,20 +70,8 @@ VIEWS: dict[str, View] = {
 def view_sql(name: str, relations: Mapping[str, str]) -> str:
     """The SELECT of view `name`, over `relations` (Delta table -> how the engine names it)."""
     view = VIEWS[name]
-    extras = [
-        *(f"{expression} AS {column}" for column, expression in view.columns.items()),
-        *(f"q.{column} AS {column}" for column in view.silver_month),
-    ]
-    select = f"SELECT {', '.join(['t.*', *extras])} FROM {relations[view.table]} AS t"
-    if not view.silver_month:
-        return select
-    keys = ", ".join(GOLD_KEY)
-    aggregates = ", ".join(f"{agg} AS {column}" for column, agg in view.silver_month.items())
-    on = " AND ".join(f"t.{k} IS NOT DISTINCT FROM q.{k}" for k in GOLD_KEY)
-    return (
-        f"{select} LEFT JOIN (SELECT {keys}, {aggregates} FROM {relations['silver']}"
-        f" GROUP BY {keys}) AS q ON {on}"
-    )
+    extras = [f"{expression} AS {column}" for column, expression in view.columns.items()]
+    return f"SELECT {', '.join(['t.*', *extras])} FROM {relations[view.table]} AS t"
 
 
 def spark_view_statements(relations: Mapping[str, str]) -> list[str]:
@@ -100,7 +80,7 @@ def spark_view_statements(relations: Mapping[str, str]) -> list[str]:
     return [f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"] + [
         f"CREATE OR REPLACE VIEW {SCHEMA}.{name} AS {view_sql(name, relations)}"
         for name, view in VIEWS.items()
-        if view.tables <= relations.keys()
+        if view.table in relations
     ]
 
 
@@ -136,7 +116,7 @@ def connect(tables: DeltaRsTables) -> duckdb.DuckDBPyConnection:
     registered = {t: _register(con, tables, t, None) for t in TABLES}
     relations = {t: name for t, name in registered.items() if name is not None}
     for name, view in VIEWS.items():
-        if view.tables <= relations.keys():
+        if view.table in relations:
             con.execute(f"CREATE VIEW {SCHEMA}.{name} AS {view_sql(name, relations)}")
     for table, relation in relations.items():
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM {relation}")
@@ -146,14 +126,9 @@ def connect(tables: DeltaRsTables) -> duckdb.DuckDBPyConnection:
 def _version_schema(
     con: duckdb.DuckDBPyConnection, tables: DeltaRsTables, table: str, version: int
 ) -> str:
-    """A schema holding `table` at `version` under both its names. Gold's silver columns come
-    from silver as it was when that gold version was committed."""
+    """A schema holding `table` at `version` under both its names."""
     schema = f'"{table}@v{version}"'
     relations = {table: str(_register(con, tables, table, version))}
-    when = maintenance.commit_time(tables, table, version)
-    for other in {t for v in VIEWS.values() if v.table == table for t in v.tables} - {table}:
-        at = maintenance.version_at(tables, other, when)
-        relations[other] = str(_register(con, tables, other, at))
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     for name, view in VIEWS.items():
         if view.table == table:

@@ -12,7 +12,8 @@ SILVER_DATA = [f.name for f in dataclasses.fields(SilverRow)]
 GOLD_EXACT = [
     "cnpj_fundo", "id_subclasse", "ano", "mes", "tp_fundo", "dias_com_informe",
     "total_captacao", "total_resgate", "fluxo_liquido", "patrimonio_inicial", "patrimonio_final",
-    "cota_inicial", "cota_final", "cotistas_inicial", "cotistas_final", "variacao_cotistas",
+    "cota_inicial", "cota_final", "cota_maxima", "cota_minima", "cotistas_inicial",
+    "cotistas_final", "variacao_cotistas",
     "dias_fluxo_negativo", "em_risco",
 ]  # fmt: skip
 GOLD_RATIOS = ["variacao_cota", "taxa_resgate", "fluxo_liquido_pct_pl"]

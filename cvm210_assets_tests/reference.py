@@ -159,6 +159,8 @@ class GoldRow:
     patrimonio_final: Decimal
     cota_inicial: Decimal | None
     cota_final: Decimal | None
+    cota_maxima: Decimal | None
+    cota_minima: Decimal | None
     variacao_cota: Decimal | None
     cotistas_inicial: int | None
     cotistas_final: int | None
@@ -382,6 +384,7 @@ def gold(silver: list[SilverRow]) -> list[GoldRow]:
         soma_pl = _sum(s.vl_patrim_liq for s in rows)
         medio = CTX.divide(soma_pl, Decimal(n))
 
+        quotas = [s.vl_quota for s in rows if s.vl_quota is not None]
         variacao_cota = None
         if first.vl_quota is not None and last.vl_quota is not None and first.vl_quota != 0:
             variacao_cota = CTX.subtract(CTX.divide(last.vl_quota, first.vl_quota), Decimal(1))
@@ -410,6 +413,8 @@ def gold(silver: list[SilverRow]) -> list[GoldRow]:
                 patrimonio_final=pl_final,
                 cota_inicial=first.vl_quota,
                 cota_final=last.vl_quota,
+                cota_maxima=max(quotas, default=None),
+                cota_minima=min(quotas, default=None),
                 variacao_cota=variacao_cota,
                 cotistas_inicial=first.nr_cotst,
                 cotistas_final=last.nr_cotst,

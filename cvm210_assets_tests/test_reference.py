@@ -485,6 +485,8 @@ def test_gold_formulas_by_hand() -> None:
         patrimonio_final=Decimal("300.00"),
         cota_inicial=Decimal("1"),
         cota_final=Decimal("1.1"),
+        cota_maxima=Decimal("1.1"),
+        cota_minima=Decimal("1"),
         variacao_cota=Decimal("0.1"),
         cotistas_inicial=10,
         cotistas_final=12,
@@ -518,6 +520,7 @@ def test_gold_subclasses_and_nulls() -> None:
     assert (sub2.total_captacao, sub2.total_resgate, sub2.fluxo_liquido) == (0, 0, 0)
     assert str(sub2.total_captacao) == "0.00"  # all NULL sums to zero, not NULL
     assert (sub2.cota_inicial, sub2.cota_final, sub2.variacao_cota) == (None, None, None)
+    assert (sub2.cota_maxima, sub2.cota_minima) == (None, None)
     assert (sub2.cotistas_inicial, sub2.cotistas_final, sub2.variacao_cotistas) == (None,) * 3
     assert sub2.patrimonio_medio == sub2.patrimonio_inicial == sub2.patrimonio_final == 50
     assert sub2.em_risco is False
@@ -528,6 +531,7 @@ def test_gold_quota_zero_and_missing_edges() -> None:
     g = by_key(gold(clean(GOLD_CSV, 2025, 2)[0]))[("00000000000191", None)]
     assert g.tp_fundo == "FAPI"
     assert (g.cota_inicial, g.cota_final, g.variacao_cota) == (0, 3, None)  # divide by zero
+    assert (g.cota_maxima, g.cota_minima) == (3, 0)  # the day without a quota is left out
     assert (g.cotistas_inicial, g.cotistas_final, g.variacao_cotistas) == (None, None, None)
     assert g.total_captacao == Decimal("6.00")
     assert g.total_resgate == Decimal("9.00")

@@ -219,7 +219,7 @@ def test_original_columns_come_from_gold_and_silver(lake: FilledLake) -> None:
 def test_view_columns_are_gold_plus_the_extras_once(lake: FilledLake) -> None:
     columns, _ = execute(lake.tables, "SELECT * FROM cvm_p210.gold_cvm210_analytics LIMIT 0")
     view = VIEWS["gold_cvm210_analytics"]
-    assert columns == [f.name for f in GOLD.fields] + [*view.columns, *view.silver_month]
+    assert columns == [f.name for f in GOLD.fields] + [*view.columns]
 
 
 # --- time travel, history ---------------------------------------------------------------------

@@ -94,13 +94,6 @@ def require_version(tables: DeltaRsTables, table: str, version: int) -> int:
     return version
 
 
-def commit_time(tables: DeltaRsTables, table: str, version: int) -> dt.datetime:
-    commits = dict(_commits(tables, table))
-    if version not in commits:
-        raise LakeError(f"{table} has no version {version}")
-    return _utc(commits[version])
-
-
 def version_at(tables: DeltaRsTables, table: str, when: dt.datetime) -> int:
     """The version current at `when` (the last one committed at or before it), as Delta's
     TIMESTAMP AS OF. A naive `when` is UTC. A time in the future is refused: its answer could

@@ -129,6 +129,8 @@ GOLD = _schema(
     ("patrimonio_final", MONEY, "Net assets on the month's last report, R$"),
     ("cota_inicial", QUOTA, "Quota on the month's first report"),
     ("cota_final", QUOTA, "Quota on the month's last report"),
+    ("cota_maxima", QUOTA, "Highest quota of the month"),
+    ("cota_minima", QUOTA, "Lowest quota of the month"),
     ("variacao_cota", DoubleType(), "cota_final / cota_inicial − 1: the month's quota return"),
     ("cotistas_inicial", IntegerType(), "Holders on the month's first report"),
     ("cotistas_final", IntegerType(), "Holders on the month's last report"),

@@ -34,6 +34,8 @@ def kpis(
         F.sum(captacao).alias("total_captacao"),
         F.sum(resgate).alias("total_resgate"),
         F.avg("vl_patrim_liq").alias("patrimonio_medio"),
+        F.max("vl_quota").alias("cota_maxima"),
+        F.min("vl_quota").alias("cota_minima"),
         F.min(day).alias("_first"),
         F.max(day).alias("_last"),
         F.count_if(captacao - resgate < 0).alias("dias_fluxo_negativo"),
