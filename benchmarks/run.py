@@ -1,0 +1,356 @@
+"""The benchmark (README, Performance): one command, figures written to benchmarks/results/.
+
+    .venv/bin/python benchmarks/run.py          # 0.5 M, 1.5 M, 3 M rows; a 12-month backfill
+    .venv/bin/python benchmarks/run.py --sizes 1500000 --backfill-rows 200000   # quicker
+
+Months are generated in CVM's exact format (layout c, valid CNPJ check digits, the month's
+business days, 1 % subclass rows) and served by the fake CVM on 127.0.0.1. Every scenario runs
+in a fresh Python process, as a user's run would, through Dagster: times are the run's own
+duration from Dagster's events (first to last event) and per step; the process's and the JVM's
+peak resident memory come from /proc (VmHWM). A DuckDB reference does the same work on the same
+CSV (read, clean, deduplicate, aggregate) in the parent process, to show how far local Spark is
+from what the machine can do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+MONTH = (2025, 1)
+BACKFILL_YEAR = 2024
+TARGETS = {
+    "month_1_5m_s": 25,
+    "duckdb_ratio": 15,
+    "ingestion_peak_mb": 64,
+    "unchanged_s": 5,
+    "restated_silver_s": 5,
+    "backfill_12_s": 240,
+    "linearity_3m_over_1_5m": 2.2,
+}
+
+
+# --- the child: one scenario in a fresh process ----------------------------------------------
+
+
+def _peak_mb(pid: int | str = "self") -> float | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
+def _jvm_pids() -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text().split()
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[3]) == os.getpid() and b"java" in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+def _data_files(lake: str) -> int:
+    return sum(1 for _ in Path(lake).rglob("*.parquet"))
+
+
+def _run(assets, resources, **kwargs) -> dict:
+    """Materialize through Dagster; the run's duration from its own event log."""
+    from dagster import DagsterEventType, DagsterInstance, materialize
+
+    instance = DagsterInstance.ephemeral()
+    started = time.perf_counter()
+    result = materialize(assets, resources=resources, instance=instance, **kwargs)
+    wall = time.perf_counter() - started
+    logs = instance.all_logs(result.run_id)
+    steps = {
+        e.step_key: round(e.event_specific_data.duration_ms / 1000, 2)
+        for e in result.all_events
+        if e.event_type == DagsterEventType.STEP_SUCCESS
+    }
+    return {
+        "run_s": round(logs[-1].timestamp - logs[0].timestamp, 2),
+        "materialize_call_s": round(wall, 2),
+        "steps_s": steps,
+    }
+
+
+def child(args: argparse.Namespace) -> dict:
+    from dataclasses import replace
+
+    from cvm210_assets.definitions import ASSETS
+    from cvm210_assets.resources import build_resources
+    from cvm210_assets.settings import Settings
+
+    settings = replace(Settings.from_env(), lake_uri=args.lake, source_url=args.source)
+    resources = build_resources(settings)
+    partition = f"{MONTH[0]:04d}-{MONTH[1]:02d}"
+    out: dict = {}
+    if args.scenario == "ingest":
+        import tracemalloc
+
+        from cvm210_assets.assets.ingestion import raw_zip, s3_csv_partition
+
+        baseline = _peak_mb()
+        tracemalloc.start()
+        out = _run([raw_zip, s3_csv_partition], resources, partition_key=partition)
+        out["python_heap_peak_mb"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
+        out["rss_growth_mb"] = round(_peak_mb() - baseline, 1)
+        return out
+    if args.scenario == "fixed":
+        from pyspark.sql import SparkSession
+
+        from cvm210_assets.resources import spark_config
+
+        started = time.perf_counter()
+        builder = SparkSession.builder
+        for key, value in spark_config(settings).items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
+        session = time.perf_counter() - started
+        started = time.perf_counter()
+        spark.range(10).toArrow()
+        first_job = time.perf_counter() - started
+        return {"spark_session_s": round(session, 2), "first_job_s": round(first_job, 2)}
+    files_before = _data_files(args.lake)
+    if args.scenario == "backfill":
+        tags = {
+            "dagster/asset_partition_range_start": f"{BACKFILL_YEAR}-01",
+            "dagster/asset_partition_range_end": f"{BACKFILL_YEAR}-12",
+        }
+        out = _run(ASSETS, resources, tags=tags)
+    else:  # month, unchanged, restated
+        out = _run(ASSETS, resources, partition_key=partition)
+    from pyspark import SparkContext
+
+    out["spark_started"] = SparkContext._active_spark_context is not None
+    out["new_data_files"] = _data_files(args.lake) - files_before
+    out["python_peak_mb"] = _peak_mb()
+    out["jvm_peak_mb"] = max((_peak_mb(p) or 0 for p in _jvm_pids()), default=None)
+    if args.scenario == "restated":
+        from cvm210_assets.lake.maintenance import history
+        from cvm210_assets.lake.tables import DeltaRsTables
+
+        tables = DeltaRsTables(resources["lake"].storage)
+        merge = json.loads(history(tables, "silver", 1)[0]["operationMetrics"] or "{}")
+        out["silver_merge"] = {
+            k: merge.get(k)
+            for k in (
+                "num_target_rows_updated",
+                "num_target_rows_inserted",
+                "num_target_rows_deleted",
+                "num_target_rows_copied",
+                "num_target_files_added",
+                "num_target_files_removed",
+                "execution_time_ms",
+            )
+        }
+    return out
+
+
+# --- the parent: data, scenarios, reference, report -------------------------------------------
+
+
+def _scenario(name: str, lake: Path, source: str) -> dict:
+    command = [sys.executable, __file__, "--child", name, "--lake", str(lake), "--source", source]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise RuntimeError(f"scenario {name} failed:\n{done.stderr[-4000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["process_s"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def duckdb_reference(csv_path: Path, out: Path) -> float:
+    """The same work in DuckDB: read every line as text, type and validate, keep the last row
+    of a key, aggregate the month per fund, write Parquet. Seconds, best of two."""
+    import duckdb
+
+    money = "DECIMAL(17,2)"
+    sql = f"""
+    CREATE TABLE raw AS SELECT *, row_number() OVER () + 1 AS numero_linha
+      FROM read_csv('{csv_path}', delim=';', header=true, all_varchar=true, encoding='latin-1');
+    CREATE TABLE typed AS SELECT
+      TP_FUNDO_CLASSE AS tp_fundo, replace(replace(replace(CNPJ_FUNDO_CLASSE,'.',''),'/',''),'-','')
+        AS cnpj_fundo, nullif(trim(ID_SUBCLASSE), '') AS id_subclasse,
+      try_cast(DT_COMPTC AS DATE) AS dt_comptc, try_cast(VL_TOTAL AS {money}) AS vl_total,
+      try_cast(VL_QUOTA AS DECIMAL(27,12)) AS vl_quota,
+      try_cast(VL_PATRIM_LIQ AS {money}) AS vl_patrim_liq,
+      try_cast(CAPTC_DIA AS {money}) AS captc_dia, try_cast(RESG_DIA AS {money}) AS resg_dia,
+      try_cast(NR_COTST AS INTEGER) AS nr_cotst, numero_linha
+      FROM raw;
+    CREATE TABLE silver AS SELECT * FROM typed
+      WHERE length(cnpj_fundo) = 14 AND dt_comptc IS NOT NULL AND vl_patrim_liq > 0
+      QUALIFY row_number() OVER (PARTITION BY cnpj_fundo, id_subclasse, dt_comptc
+                                 ORDER BY numero_linha DESC) = 1;
+    COPY (SELECT cnpj_fundo, id_subclasse, count(*) AS dias_com_informe,
+            sum(coalesce(captc_dia, 0)) AS total_captacao,
+            sum(coalesce(resg_dia, 0)) AS total_resgate,
+            sum(coalesce(captc_dia, 0)) - sum(coalesce(resg_dia, 0)) AS fluxo_liquido,
+            avg(vl_patrim_liq) AS patrimonio_medio,
+            arg_min(vl_patrim_liq, dt_comptc) AS patrimonio_inicial,
+            arg_max(vl_patrim_liq, dt_comptc) AS patrimonio_final,
+            arg_min(vl_quota, dt_comptc) AS cota_inicial,
+            arg_max(vl_quota, dt_comptc) AS cota_final,
+            max(vl_quota) AS cota_maxima, min(vl_quota) AS cota_minima,
+            count_if(coalesce(captc_dia,0) - coalesce(resg_dia,0) < 0) AS dias_fluxo_negativo
+          FROM silver GROUP BY ALL) TO '{out}' (FORMAT parquet);
+    """
+    best = float("inf")
+    for _ in range(2):
+        con = duckdb.connect()
+        started = time.perf_counter()
+        con.execute(sql)
+        best = min(best, time.perf_counter() - started)
+        con.close()
+    return round(best, 2)
+
+
+def machine() -> dict:
+    meminfo = Path("/proc/meminfo").read_text().split("\n")[0].split()
+    model = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.processor(),
+    )  # fmt: skip
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gb": round(int(meminfo[1]) / 2**20, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "java": subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.split(
+            "\n"
+        )[0],
+        "versions": {
+            p: version(p) for p in ("dagster", "pyspark", "deltalake", "pyarrow", "duckdb")
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[500_000, 1_500_000, 3_000_000])
+    parser.add_argument("--backfill-rows", type=int, default=1_500_000, help="rows per month")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--lake", help=argparse.SUPPRESS)
+    parser.add_argument("--source", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        args.scenario = args.child
+        print(json.dumps(child(args)))
+        return
+
+    from cvm210_assets.fake_cvm.generator import MonthSpec, business_days, generate_month, restate
+    from cvm210_assets.fake_cvm.server import FakeCvm
+
+    started = time.perf_counter()
+    report: dict = {"date": dt.date.today().isoformat(), "machine": machine(), "targets": TARGETS}
+    days = len(business_days(*MONTH))
+    report["sizes"] = {}
+    with FakeCvm() as fake, tempfile.TemporaryDirectory(prefix="cvm210-bench-") as tmp:
+        work = Path(tmp)
+        report["spark_fixed_cost"] = _scenario("fixed", work / "unused", fake.base_url)
+        for rows in args.sizes:
+            spec = MonthSpec(*MONTH, "c", n_funds=max(1, rows // days), seed=1, subclass_share=0.01)
+            csv = generate_month(spec)
+            fake.publish_month(*MONTH, csv)
+            lake = work / f"lake-{rows}"
+            entry: dict = {"rows": csv.count(b"\n") - 1, "csv_mb": round(len(csv) / 1e6, 1)}
+            entry["month"] = _scenario("month", lake, fake.base_url)
+            entry["unchanged"] = _scenario("unchanged", lake, fake.base_url)
+            fake.publish_month(*MONTH, restate(csv, seed=2, change_share=0.01, n_add=0, n_remove=0))
+            entry["restated"] = _scenario("restated", lake, fake.base_url)
+            entry["ingest"] = _scenario("ingest", work / f"ingest-{rows}", fake.base_url)
+            csv_path = work / f"month-{rows}.csv"
+            csv_path.write_bytes(csv)
+            entry["duckdb_s"] = duckdb_reference(csv_path, work / f"gold-{rows}.parquet")
+            entry["ratio_to_duckdb"] = round(entry["month"]["run_s"] / entry["duckdb_s"], 1)
+            report["sizes"][str(rows)] = entry
+            print(json.dumps({str(rows): entry}), flush=True)
+            del csv
+        per_month = max(1, args.backfill_rows // days)
+        for mes in range(1, 13):
+            spec = MonthSpec(
+                BACKFILL_YEAR, mes, "c", n_funds=per_month, seed=mes, subclass_share=0.01
+            )
+            fake.publish_month(BACKFILL_YEAR, mes, generate_month(spec))
+        report["backfill"] = {
+            "months": 12,
+            "rows_per_month": args.backfill_rows,
+            **_scenario("backfill", work / "lake-backfill", fake.base_url),
+        }
+    report["benchmark_s"] = round(time.perf_counter() - started, 1)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=1) + "\n")
+    (RESULTS / "latest.md").write_text(markdown(report))
+    print(markdown(report))
+
+
+def markdown(report: dict) -> str:
+    m = report["machine"]
+    fixed = report["spark_fixed_cost"]
+    lines = [
+        f"Measured {report['date']} on {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB,"
+        f" {m['os']}; Python {m['python']}, {m['java']};"
+        f" {', '.join(f'{k} {v}' for k, v in m['versions'].items())}.",
+        "",
+        f"Spark's fixed cost in a fresh process: session {fixed['spark_session_s']} s,"
+        f" first job {fixed['first_job_s']} s.",
+        "",
+        "| rows | CSV MB | run s (raw_zip → gold) | raw_zip | s3_csv | bronze | silver | gold"
+        " | DuckDB s | ratio | Python / JVM peak MB | unchanged rerun s (Spark? new files)"
+        " | restated: silver s, files rewritten | ingestion heap / RSS growth MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e in report["sizes"].values():
+        s = e["month"]["steps_s"]
+        merge = e["restated"].get("silver_merge", {})
+        lines.append(
+            f"| {e['rows']:,} | {e['csv_mb']} | {e['month']['run_s']} | {s.get('raw_zip')} |"
+            f" {s.get('s3_csv_partition')} | {s.get('bronze')} | {s.get('silver')} |"
+            f" {s.get('gold_kpis')} | {e['duckdb_s']} | {e['ratio_to_duckdb']}× |"
+            f" {e['month']['python_peak_mb']} / {e['month']['jvm_peak_mb']} |"
+            f" {e['unchanged']['run_s']} ({'yes' if e['unchanged']['spark_started'] else 'no'},"
+            f" {e['unchanged']['new_data_files']}) |"
+            f" {e['restated']['steps_s'].get('silver')}, {merge.get('num_target_files_removed')}"
+            f" of the month's files ({merge.get('num_target_rows_updated')} rows updated) |"
+            f" {e['ingest']['python_heap_peak_mb']} / {e['ingest']['rss_growth_mb']} |"
+        )
+    b = report["backfill"]
+    lines += [
+        "",
+        f"12-month backfill in one run ({b['rows_per_month']:,} rows a month): {b['run_s']} s"
+        f" (steps: {', '.join(f'{k} {v}' for k, v in b['steps_s'].items())}).",
+    ]
+    sizes = report["sizes"]
+    if "1500000" in sizes and "3000000" in sizes:
+        ratio = sizes["3000000"]["month"]["run_s"] / sizes["1500000"]["month"]["run_s"]
+        lines.append(f"3 M rows ÷ 1.5 M rows: {ratio:.2f}×.")
+    lines.append(f"The whole benchmark took {report['benchmark_s']} s.")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
