@@ -43,6 +43,23 @@ def _sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from cvm210_assets.partitions import Month
+    from cvm210_assets.report import ReportError, write_report
+
+    try:
+        month = Month.from_key(args.month)
+        out = args.out or f"cvm210-report-{month.key}.html"
+        write_report(_lake_tables(args.lake), month, out)
+    except (duckdb.Error, ReportError, ValueError, OSError) as error:
+        print(f"cvm210 report: {error}", file=sys.stderr)
+        return 1
+    print(f"cvm210 report: {out}", file=sys.stderr)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from cvm210_assets.demo import DEMO_MONTHS, run_demo
 
@@ -77,6 +94,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     sql.add_argument("--lake", help="lake root (default: CVM210_LAKE_URI, else ./lake)")
     sql.set_defaults(run=_sql)
+
+    report = commands.add_parser(
+        "report",
+        help="write the month's portability report (one HTML file that opens offline)",
+        description="The month's largest net outflows (fund names when the lake has CVM's fund"
+        " registry), the market's net flow over the last 12 months as a chart, and the month's"
+        " outflow alerts, in one self-contained HTML file.",
+    )
+    report.add_argument("--month", required=True, help="partition key YYYY-MM")
+    report.add_argument("--out", help="HTML file to write (default cvm210-report-YYYY-MM.html)")
+    report.add_argument("--lake", help="lake root (default: CVM210_LAKE_URI, else ./lake)")
+    report.set_defaults(run=_report)
 
     demo = commands.add_parser(
         "demo", help="run the pipeline end to end against a local, generated copy of CVM"

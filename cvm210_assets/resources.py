@@ -1,5 +1,6 @@
 """Resources: the I/O of the pipeline. Assets get the lake, the CVM source and Spark from here."""
 
+import os
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from dagster_pyspark import LazyPySparkResource
 from pydantic import PrivateAttr
 
 from cvm210_assets import __version__
+from cvm210_assets.alerts.channels import AlertDelivery, OutflowRules
 from cvm210_assets.databricks import step_launcher
 from cvm210_assets.lake.lock import month_lock
 from cvm210_assets.lake.raw_zone import StateStore
@@ -126,4 +128,8 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             if settings.databricks
             else ResourceDefinition.none_resource(description="Spark steps run in this process.")
         ),
+        # Outflow alerts (README, Outflow alerts): thresholds read when the code location loads,
+        # and the channels; credentials are read from the environment only when sending.
+        "outflow_rules": OutflowRules.from_file(os.environ.get("CVM210_ALERT_RULES")),
+        "alert_delivery": AlertDelivery.from_env(),
     }

@@ -1,0 +1,1 @@
+"""Outflow alerts: rules over a month's flows, and their delivery to the advisors who watch."""

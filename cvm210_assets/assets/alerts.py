@@ -1,0 +1,270 @@
+"""outflow_alerts and alert_deliveries: who crossed an outflow rule, and telling the advisors.
+
+Two assets so that a failed send never loses an alert: the alerts are committed first; the
+deliveries read them back and send what the delivery log does not have yet, so a send that
+failed is simply due again on the next run.
+"""
+
+from collections import Counter
+from typing import Any
+
+from dagster import AssetExecutionContext, BackfillPolicy, Config, MetadataValue, asset
+from dagster_pyspark import LazyPySparkResource
+
+from cvm210_assets import PIPELINE_VERSION
+from cvm210_assets.alerts.channels import (
+    DELIVERY_LOG,
+    AlertDelivery,
+    DeliveryError,
+    OutflowRules,
+    delivered,
+    record,
+)
+from cvm210_assets.alerts.messages import (
+    email_message,
+    email_text,
+    fund_label,
+    plan,
+    webhook_body,
+    with_registry,
+)
+from cvm210_assets.assets.common import (
+    SKIPPED,
+    MonthResult,
+    fingerprint,
+    is_current,
+    markdown_table,
+    materialize_months,
+    now_utc,
+    require,
+    run_label,
+    table_schema,
+    unchanged,
+)
+from cvm210_assets.assets.gold import GOLD_ASSET
+from cvm210_assets.assets.silver import SILVER_ASSET
+from cvm210_assets.lake.tables import DeltaRsTables, Staged
+from cvm210_assets.partitions import Month, monthly_partitions
+from cvm210_assets.resources import Lake, SparkStepLauncher
+from cvm210_assets.transforms.alerts import OUTFLOW_ALERTS, RULES
+from cvm210_assets.transforms.alerts import outflow_alerts as alert_rows
+
+ALERTS_ASSET = "outflow_alerts"
+DELIVERIES_ASSET = "alert_deliveries"
+REGISTRY_TABLE = "fund_registry"
+REGISTRY_COLUMNS = [
+    "cnpj_fundo",
+    "id_subclasse",
+    "nome",
+    "gestor",
+    "cnpj_gestor",
+    "administrador",
+    "dh_atualizacao",
+]
+
+
+@asset(
+    deps=[SILVER_ASSET, GOLD_ASSET],
+    partitions_def=monthly_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    group_name="alerts",
+    kinds={"spark", "delta"},
+    code_version=PIPELINE_VERSION,
+    metadata={"dagster/column_schema": table_schema(OUTFLOW_ALERTS)},
+    description=(
+        "Funds whose month crossed an outflow rule (CVM210_ALERT_RULES): net outflow as a share"
+        " of net assets or in R$, consecutive days of net outflow, holders falling; funds below"
+        " the size floor excluded. Each alert explains itself (rule, values, window) and names"
+        " the fund and its manager when fund_registry has them."
+    ),
+)
+def outflow_alerts(
+    context: AssetExecutionContext,
+    lake: Lake,
+    pyspark: LazyPySparkResource,
+    outflow_rules: OutflowRules,
+    step_launcher: SparkStepLauncher,  # runs the step on Databricks when set (README)
+):
+    yield from materialize_months(
+        context, ALERTS_ASSET, (), lambda m: _alerts(context, lake, pyspark, outflow_rules, m)
+    )
+
+
+def _alert_metadata(by_rule: dict[str, int], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    top = sorted(rows, key=lambda r: r["fluxo_liquido"])[:20]
+    return {
+        **{f"alerts_{rule}": by_rule.get(rule, 0) for rule in RULES},
+        "alerts": markdown_table(
+            [
+                {**r, "fundo": fund_label(r), "saida_pct": f"{r['saida_liquida_pct_pl']:.2%}"}
+                for r in top
+            ],
+            ["fundo", "gestor", "regras", "fluxo_liquido", "saida_pct", "explicacao"],
+        ),
+    }
+
+
+def _alerts(
+    context: AssetExecutionContext,
+    lake: Lake,
+    pyspark: LazyPySparkResource,
+    outflow_rules: OutflowRules,
+    month: Month,
+) -> MonthResult:
+    rules = outflow_rules.rules()
+    registry_tables = DeltaRsTables(lake.storage)  # fund_registry is read by delta-rs anywhere
+    with lake.month_lock(month, owner=run_label(context)):
+        state = lake.state
+        gold_state = require(state, GOLD_ASSET, month)
+        registry_version = registry_tables.version(REGISTRY_TABLE)
+        wanted = {
+            **fingerprint(gold_state["source_sha256"]),
+            "rules_sha256": rules.fingerprint(),
+            "fund_registry_version": str(registry_version),
+        }
+        previous = state.get(ALERTS_ASSET, month)
+        if is_current(previous, wanted):
+            return unchanged(
+                context, ALERTS_ASSET, month, (), previous,
+                **{f"alerts_{rule}": previous["by_rule"].get(rule, 0) for rule in RULES},
+            )  # fmt: skip
+
+        spark = pyspark.spark_session
+        frame = alert_rows(
+            lake.tables.read_month(spark, GOLD_ASSET, month),
+            lake.tables.read_month(spark, SILVER_ASSET, month),
+            rules,
+            PIPELINE_VERSION,
+            now_utc(),
+        )
+        staged = lake.tables.stage(frame, cluster_by=("cnpj_fundo", "id_subclasse"))
+        registry = (
+            None
+            if registry_version is None
+            else registry_tables.dataset(REGISTRY_TABLE).to_table(columns=REGISTRY_COLUMNS)
+        )
+        named = with_registry(staged.data, registry)
+        write = lake.tables.replace_month(
+            ALERTS_ASSET,
+            Staged(named, named.num_rows),
+            month,
+            {"cvm210.month": month.key, **wanted},
+        )
+        rows = named.to_pylist()
+        by_rule = Counter(rule for r in rows for rule in r["regras"].split(","))
+        state.put(ALERTS_ASSET, month, {**wanted, "rows": write.rows, "by_rule": dict(by_rule)})
+        return MonthResult(
+            month,
+            data_version=wanted["source_sha256"],
+            metadata={
+                "dagster/row_count": write.rows,
+                **_alert_metadata(by_rule, rows),
+                "fund_registry": (
+                    f"version {registry_version}"
+                    if registry_version is not None
+                    else "absent: alerts carry no names"
+                ),
+                "delta_version": write.version,
+                "table": MetadataValue.path(lake.tables.uri(ALERTS_ASSET)),
+                SKIPPED: False,
+            },
+        )
+
+
+class DeliveryConfig(Config):
+    """Per run: `dry_run: true` renders what would be sent, sends nothing, records nothing."""
+
+    dry_run: bool = False
+
+
+@asset(
+    deps=[ALERTS_ASSET],
+    partitions_def=monthly_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    group_name="alerts",
+    kinds={"delta"},
+    description=(
+        "The month's alerts sent to the advisors who watch the fund or its manager"
+        " (CVM210_ALERTS_WATCHLIST), by e-mail and webhook. Each send is logged in the"
+        " alert_deliveries table right after it succeeds, and never repeated; a failed send"
+        " is due again on the next run."
+    ),
+)
+def alert_deliveries(
+    context: AssetExecutionContext,
+    config: DeliveryConfig,
+    lake: Lake,
+    alert_delivery: AlertDelivery,
+):
+    yield from materialize_months(
+        context,
+        DELIVERIES_ASSET,
+        (),
+        lambda m: _deliver(context, config.dry_run, lake, alert_delivery, m),
+    )
+
+
+def _deliver(
+    context: AssetExecutionContext,
+    dry_run: bool,
+    lake: Lake,
+    channels: AlertDelivery,
+    month: Month,
+) -> MonthResult:
+    tables = DeltaRsTables(lake.storage)  # deliveries run where Dagster runs, never on Spark
+    advisors = channels.advisors()
+    alerts = tables.read_month_arrow(ALERTS_ASSET, month)
+    rows = [] if alerts is None else alerts.to_pylist()
+    rows = [{**r, "ano": month.ano, "mes": month.mes} for r in rows]
+    with lake.month_lock(month, owner=run_label(context)):
+        due = plan(rows, advisors, delivered(tables, month))
+        summary = {
+            "alerts": len(rows),
+            "advisors": len(advisors),
+            "dry_run": dry_run,
+            "due": len(due),
+        }
+        table = markdown_table(
+            [
+                {"assessor": d.advisor.name, "canal": d.channel, "destino": d.destination,
+                 "fundo": fund_label(d.alert), "alert_id": d.alert["alert_id"]}
+                for d in due
+            ],
+            ["assessor", "canal", "destino", "fundo", "alert_id"],
+        )  # fmt: skip
+        if dry_run:
+            for d in due:
+                rendered = (
+                    email_text(email_message(d, channels.sender))
+                    if d.channel == "email"
+                    else webhook_body(d).decode()
+                )
+                context.log.info(f"dry run: would send to {d.destination}:\n{rendered}")
+            return MonthResult(month, {**summary, "would_send": table, "sent": 0})
+        secrets = channels.secrets(advisors)
+        sent, failures = 0, []
+        for d in due:
+            try:
+                channels.send(d, secrets)
+            except DeliveryError as error:
+                context.log.error(str(error))
+                failures.append(str(error))
+                continue
+            # Recorded only now, and between sends: never while a send is in flight.
+            record(tables, d, now_utc())
+            sent += 1
+            context.log.info(f"sent alert {d.alert['alert_id']} by {d.channel} to {d.advisor.name}")
+    if failures:
+        raise DeliveryError(
+            f"{month}: {len(failures)} of {len(due)} sends failed ({sent} sent and logged); the"
+            " next run retries them:\n" + "\n".join(failures)
+        )
+    return MonthResult(
+        month,
+        {
+            **summary,
+            "sent": sent,
+            "deliveries": table,
+            "delivery_log": MetadataValue.path(tables.uri(DELIVERY_LOG)),
+        },
+    )
