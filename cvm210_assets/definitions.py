@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dagster import Definitions, in_process_executor
 
+from cvm210_assets.assets.breakdowns import gold_breakdowns
 from cvm210_assets.assets.bronze import bronze
 from cvm210_assets.assets.gold import gold_kpis
 from cvm210_assets.assets.ingestion import raw_zip, s3_csv_partition
+from cvm210_assets.assets.registry import CvmRegistry, fund_registry
 from cvm210_assets.assets.silver import silver
 from cvm210_assets.freshness import FRESHNESS_CHECKS, freshness_job, freshness_schedule
 from cvm210_assets.resources import build_resources
@@ -16,14 +18,15 @@ from cvm210_assets.settings import Settings
 from cvm210_assets.upkeep import lake_maintenance, maintenance_schedule
 
 ASSETS = [raw_zip, s3_csv_partition, bronze, silver, gold_kpis]
+REGISTRY_ASSETS = [fund_registry, gold_breakdowns]
 
 defs = Definitions(
-    assets=ASSETS,
+    assets=[*ASSETS, *REGISTRY_ASSETS],
     asset_checks=FRESHNESS_CHECKS,
     jobs=[*JOBS, freshness_job, lake_maintenance],
     schedules=[*SCHEDULES, freshness_schedule, maintenance_schedule()],
     sensors=SENSORS,
-    resources=build_resources(Settings.from_env()),
+    resources={**build_resources(Settings.from_env()), "cvm_registry": CvmRegistry.from_env()},
     # One process for the whole run, so every Spark step shares one SparkSession (one JVM)
     # instead of paying a JVM start per step.
     executor=in_process_executor,

@@ -19,9 +19,11 @@ from dagster import (
     schedule,
 )
 
+from cvm210_assets.assets.breakdowns import gold_breakdowns
 from cvm210_assets.assets.bronze import bronze
 from cvm210_assets.assets.gold import gold_kpis
 from cvm210_assets.assets.ingestion import raw_zip, s3_csv_partition
+from cvm210_assets.assets.registry import fund_registry
 from cvm210_assets.assets.silver import silver
 from cvm210_assets.partitions import CVM_TIMEZONE, Month
 
@@ -31,8 +33,16 @@ DEFAULT_CRON = "30 8 * * 2-6"
 cvm_inf_diario_job = define_asset_job(
     "cvm_inf_diario",
     # Partitioned by month like its assets (Dagster infers it; passing it is deprecated).
-    selection=AssetSelection.assets(raw_zip, s3_csv_partition, bronze, silver, gold_kpis),
-    description="One month through the whole chain, from CVM's zip to gold_kpis.",
+    selection=AssetSelection.assets(
+        raw_zip,
+        s3_csv_partition,
+        bronze,
+        silver,
+        gold_kpis,
+        gold_breakdowns,
+    ),
+    description="One month through the whole chain, from CVM's zip to gold_kpis and its"
+    " breakdowns.",
 )
 
 
@@ -75,5 +85,20 @@ def build_daily_schedule(cron: str, timezone: str) -> ScheduleDefinition:
     return cvm_inf_diario_daily
 
 
-JOBS = [cvm_inf_diario_job]
-SCHEDULES = [build_daily_schedule(schedule_cron(), schedule_timezone())]
+# CVM rewrites its fund registry every day around 08:00; gold_breakdowns of the daily run
+# (08:30 on weekdays) then groups funds by today's registry.
+cvm_fund_registry_job = define_asset_job(
+    "cvm_fund_registry",
+    selection=AssetSelection.assets(fund_registry),
+    description="CVM's fund registry (registro_fundo_classe.zip, cad_fi.csv) into fund_registry.",
+)
+fund_registry_schedule = ScheduleDefinition(
+    name="fund_registry_daily",
+    cron_schedule="15 8 * * *",
+    execution_timezone=CVM_TIMEZONE,
+    job=cvm_fund_registry_job,
+    description="The fund registry, every day at 08:15 São Paulo time.",
+)
+
+JOBS = [cvm_inf_diario_job, cvm_fund_registry_job]
+SCHEDULES = [build_daily_schedule(schedule_cron(), schedule_timezone()), fund_registry_schedule]

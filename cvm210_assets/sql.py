@@ -64,7 +64,50 @@ VIEWS: dict[str, View] = {
             "dh_geracao_analytics": "t.dh_processamento",
         },
     ),
+    "fund_registry": View("fund_registry"),
+    "gold_breakdowns": View("gold_breakdowns"),
 }
+
+# The registry's columns that gold_fundos adds to each gold row.
+REGISTRY_COLUMNS = (
+    "nome",
+    "classe",
+    "classe_anbima",
+    "gestor",
+    "cnpj_gestor",
+    "administrador",
+    "cnpj_administrador",
+    "situacao",
+    "fundo_de_cotas",
+)
+
+
+def gold_fundos_sql(relations: Mapping[str, str]) -> str:
+    """gold_kpis with the fund's name, class, manager and administrator: a subclass's row
+    takes its subclass's registry entry, else its class's (one row of gold, one row here)."""
+    picked = [
+        f"CASE WHEN s.cnpj_fundo IS NOT NULL THEN s.{c} ELSE c.{c} END AS {c}"
+        for c in REGISTRY_COLUMNS
+    ]
+    return (
+        f"SELECT g.*, {', '.join(picked)} FROM {relations['gold_kpis']} AS g"
+        f" LEFT JOIN {relations['fund_registry']} AS s"
+        " ON s.cnpj_fundo = g.cnpj_fundo AND s.id_subclasse = g.id_subclasse"
+        f" LEFT JOIN {relations['fund_registry']} AS c"
+        " ON c.cnpj_fundo = g.cnpj_fundo AND c.id_subclasse IS NULL"
+    )
+
+
+# Views over several tables: name -> (the tables, its SELECT over them).
+JOINED_VIEWS = {"gold_fundos": (("gold_kpis", "fund_registry"), gold_fundos_sql)}
+
+
+def _joined_views(relations: Mapping[str, str]) -> list[tuple[str, str]]:
+    return [
+        (name, select(relations))
+        for name, (needs, select) in JOINED_VIEWS.items()
+        if all(t in relations for t in needs)
+    ]
 
 
 def view_sql(name: str, relations: Mapping[str, str]) -> str:
@@ -77,11 +120,15 @@ def view_sql(name: str, relations: Mapping[str, str]) -> str:
 def spark_view_statements(relations: Mapping[str, str]) -> list[str]:
     """CREATE VIEW statements of `cvm_p210.*` for Spark SQL over `relations` (Delta table ->
     Spark's name for it, e.g. delta_relations(lake_uri) on Databricks)."""
-    return [f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"] + [
-        f"CREATE OR REPLACE VIEW {SCHEMA}.{name} AS {view_sql(name, relations)}"
-        for name, view in VIEWS.items()
-        if view.table in relations
-    ]
+    return (
+        [f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"]
+        + [
+            f"CREATE OR REPLACE VIEW {SCHEMA}.{name} AS {view_sql(name, relations)}"
+            for name, view in VIEWS.items()
+            if view.table in relations
+        ]
+        + [f"CREATE OR REPLACE VIEW {SCHEMA}.{n} AS {q}" for n, q in _joined_views(relations)]
+    )
 
 
 def register_spark_views(spark: SparkSession, relations: Mapping[str, str]) -> None:
@@ -118,6 +165,8 @@ def connect(tables: DeltaRsTables) -> duckdb.DuckDBPyConnection:
     for name, view in VIEWS.items():
         if view.table in relations:
             con.execute(f"CREATE VIEW {SCHEMA}.{name} AS {view_sql(name, relations)}")
+    for name, select in _joined_views(relations):
+        con.execute(f"CREATE VIEW {SCHEMA}.{name} AS {select}")
     for table, relation in relations.items():
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM {relation}")
     return con
@@ -187,7 +236,7 @@ def _table(parts: Sequence[Token]) -> str | None:
 
 
 def _known() -> str:
-    return ", ".join([*(f"{SCHEMA}.{n}" for n in VIEWS), *TABLES])
+    return ", ".join([*(f"{SCHEMA}.{n}" for n in (*VIEWS, *JOINED_VIEWS)), *TABLES])
 
 
 def _timestamp(literal: Token) -> dt.datetime:

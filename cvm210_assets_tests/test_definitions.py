@@ -29,12 +29,15 @@ def test_the_five_assets_and_their_lineage() -> None:
         "bronze",
         "silver",
         "gold_kpis",
+        "fund_registry",
+        "gold_breakdowns",
     }
     parents = {
         "s3_csv_partition": {"raw_zip"},
         "bronze": {"s3_csv_partition"},
         "silver": {"bronze"},
         "gold_kpis": {"silver"},
+        "gold_breakdowns": {"gold_kpis", "fund_registry"},
     }
     for child, expected in parents.items():
         got = {k.to_user_string() for k in graph.get(AssetKey(child)).parent_keys}
@@ -96,12 +99,14 @@ def test_the_automation_the_ui_shows() -> None:
         "cvm_inf_diario",
         "cvm_freshness",
         "lake_maintenance",
+        "cvm_fund_registry",
     }
     schedules = {s.name: (s.cron_schedule, s.execution_timezone) for s in repository.schedule_defs}
     assert schedules == {
         "cvm_inf_diario_daily": ("30 8 * * 2-6", "America/Sao_Paulo"),
         "cvm_freshness_weekdays": ("0 12 * * 1-5", "America/Sao_Paulo"),
         "lake_maintenance_weekly": ("0 3 * * 0", "America/Sao_Paulo"),
+        "fund_registry_daily": ("15 8 * * *", "America/Sao_Paulo"),
     }
     assert [s.name for s in repository.sensor_defs] == ["cvm_inf_diario_changes"]
     keys = repository.asset_graph.asset_check_keys

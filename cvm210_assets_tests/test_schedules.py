@@ -10,7 +10,8 @@ import pytest
 from dagster import Definitions, RunRequest, build_schedule_context
 from dagster._utils.schedules import cron_string_iterator
 
-from cvm210_assets.definitions import ASSETS
+from cvm210_assets.assets.registry import CvmRegistry
+from cvm210_assets.definitions import ASSETS, REGISTRY_ASSETS
 from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.resources import build_resources
 from cvm210_assets.schedules import (
@@ -113,11 +114,14 @@ def test_the_job_runs_the_five_assets_by_month_and_loads_with_the_automation(
     tmp_path: Path,
 ) -> None:
     defs = Definitions(
-        assets=ASSETS,
+        assets=[*ASSETS, *REGISTRY_ASSETS],
         jobs=JOBS,
         schedules=SCHEDULES,
         sensors=SENSORS,
-        resources=build_resources(settings_for(str(tmp_path / "lake"), "http://127.0.0.1:1")),
+        resources={
+            **build_resources(settings_for(str(tmp_path / "lake"), "http://127.0.0.1:1")),
+            "cvm_registry": CvmRegistry(zip_url="http://127.0.0.1:1/registro_fundo_classe.zip"),
+        },
     )
     Definitions.validate_loadable(defs)
 
@@ -129,6 +133,7 @@ def test_the_job_runs_the_five_assets_by_month_and_loads_with_the_automation(
         "bronze",
         "silver",
         "gold_kpis",
+        "gold_breakdowns",
     }
     assert defs.resolve_schedule_def("cvm_inf_diario_daily").job_name == "cvm_inf_diario"
     assert defs.resolve_sensor_def("cvm_inf_diario_changes").job_name == "cvm_inf_diario"

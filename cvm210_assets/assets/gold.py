@@ -5,6 +5,12 @@ from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import functions as F
 
 from cvm210_assets import PIPELINE_VERSION
+from cvm210_assets.assets.catalog import (
+    monthly_net_flow,
+    net_flow_chart,
+    read_months,
+    window_months,
+)
 from cvm210_assets.assets.common import (
     SKIPPED,
     Check,
@@ -133,11 +139,17 @@ def _compute(
                 "checks": [o.record() for o in outcomes],
             },
         )
+        # The catalog's chart: the market's net flow over the last 12 months in the lake.
+        recent = window_months(state, GOLD_ASSET, month, 12)
+        chart = net_flow_chart(
+            monthly_net_flow(read_months(spark, lake.tables, GOLD_ASSET, recent))
+        )
         return MonthResult(
             month,
             outcomes=outcomes,
             data_version=wanted["source_sha256"],
             metadata={
+                "net_flow_12_months": MetadataValue.json(chart),
                 "dagster/row_count": write.rows,
                 "funds_in_net_outflow": summary[0] or 0,
                 "net_flow_total": str(summary[1] or 0),

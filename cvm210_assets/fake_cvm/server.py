@@ -21,8 +21,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from cvm210_assets.fake_cvm.generator import monthly_zip, yearly_single_member_zip, yearly_zip
+from cvm210_assets.fake_cvm.registry import RegistryFiles
 
 DADOS_PATH = "/dados/FI/DOC/INF_DIARIO/DADOS"
+CAD_PATH = "/dados/FI/CAD/DADOS"
 _CHUNK = 64 * 1024
 _BRT = timezone(timedelta(hours=-3))  # CVM's listing shows São Paulo time (no DST since 2019)
 _ERROR_PAGE = (
@@ -190,6 +192,11 @@ class FakeCvm:
         path = f"HIST/inf_diario_fi_{ano:04d}.zip"
         self.put(path, yearly_single_member_zip(ano, csv), last_modified)
         return path
+
+    def publish_registry(self, files: RegistryFiles, last_modified: datetime | None = None) -> None:
+        """FI/CAD/DADOS/registro_fundo_classe.zip and cad_fi.csv, as CVM publishes them."""
+        self.put(f"{CAD_PATH}/registro_fundo_classe.zip", files.zip, last_modified)
+        self.put(f"{CAD_PATH}/cad_fi.csv", files.cad_fi, last_modified)
 
     # Request log ------------------------------------------------------------------------------
 

@@ -120,27 +120,137 @@ GOLD = _schema(
     ("cnpj_fundo", StringType(), "Fund or class CNPJ, 14 digits"),
     ("id_subclasse", StringType(), "Subclass id; NULL for the class itself"),
     ("tp_fundo", StringType(), "Fund type on the month's last report"),
-    ("dias_com_informe", IntegerType(), "Days with a daily report in the month"),
+    ("dias_com_informe", IntegerType(), "Days with a daily report (dias com informe) in the month"),
     ("total_captacao", MONEY_SUM, "Σ captc_dia: gross inflow of the month, R$"),
     ("total_resgate", MONEY_SUM, "Σ resg_dia: gross outflow of the month, R$"),
     ("fluxo_liquido", MONEY_SUM, "total_captacao − total_resgate: net flow, R$"),
-    ("patrimonio_medio", MONEY_MEAN, "Mean of the daily net assets, R$"),
-    ("patrimonio_inicial", MONEY, "Net assets on the month's first report, R$"),
-    ("patrimonio_final", MONEY, "Net assets on the month's last report, R$"),
-    ("cota_inicial", QUOTA, "Quota on the month's first report"),
-    ("cota_final", QUOTA, "Quota on the month's last report"),
+    (
+        "patrimonio_medio",
+        MONEY_MEAN,
+        "Average net assets (patrimônio médio): mean of the days', R$",
+    ),
+    ("patrimonio_inicial", MONEY, "Starting net assets (patrimônio inicial): first report's, R$"),
+    ("patrimonio_final", MONEY, "Ending net assets (patrimônio final): last report's, R$"),
+    ("cota_inicial", QUOTA, "Quota value (cota) on the month's first report"),
+    ("cota_final", QUOTA, "Quota value (cota) on the month's last report"),
     ("cota_maxima", QUOTA, "Highest quota of the month"),
     ("cota_minima", QUOTA, "Lowest quota of the month"),
     ("variacao_cota", DoubleType(), "cota_final / cota_inicial − 1: the month's quota return"),
-    ("cotistas_inicial", IntegerType(), "Holders on the month's first report"),
+    ("cotistas_inicial", IntegerType(), "Quota holders (cotistas) on the month's first report"),
     ("cotistas_final", IntegerType(), "Holders on the month's last report"),
     ("variacao_cotistas", IntegerType(), "cotistas_final − cotistas_inicial"),
-    ("taxa_resgate", DoubleType(), "total_resgate / patrimonio_medio"),
-    ("fluxo_liquido_pct_pl", DoubleType(), "fluxo_liquido / patrimonio_medio"),
-    ("dias_fluxo_negativo", IntegerType(), "Days with captc_dia − resg_dia < 0"),
-    ("em_risco", BooleanType(), "fluxo_liquido < 0: the fund lost money to outflows"),
+    (
+        "taxa_resgate",
+        DoubleType(),
+        "Redemption rate (taxa de resgate): total_resgate / patrimonio_medio",
+    ),
+    (
+        "fluxo_liquido_pct_pl",
+        DoubleType(),
+        "Net flow as a share of net assets: fluxo_liquido / patrimonio_medio",
+    ),
+    (
+        "dias_fluxo_negativo",
+        IntegerType(),
+        "Days of net outflow (dias de fluxo negativo): captc_dia < resg_dia",
+    ),
+    (
+        "em_risco",
+        BooleanType(),
+        "At risk (em risco): fluxo_liquido < 0, the fund lost money to outflows",
+    ),
     ("arquivo_origem", StringType(), "CSV the month's silver was last synchronized to"),
     ("arquivo_sha256", StringType(), "sha256 of that CSV"),
+    ("versao_pipeline", StringType(), "Pipeline version that computed the row"),
+    ("dh_processamento", TimestampType(), "When the row was computed (UTC)"),
+    *_PARTITION,
+)
+
+# The fund registry (issue #7): one row per fund, class or subclass, as CVM registers it today.
+FUND_REGISTRY_KEY = ("cnpj_fundo", "id_subclasse")
+FUND_REGISTRY = _schema(
+    (
+        "cnpj_fundo",
+        StringType(),
+        "CNPJ, 14 digits: the class's for CVM 175 classes, the fund's for older funds"
+        " (the key of gold_kpis)",
+    ),
+    ("id_subclasse", StringType(), "Subclass id (CVM 175); NULL for the class or fund itself"),
+    ("nome", StringType(), "Registered name (denominação social)"),
+    ("tipo", StringType(), "Fund or class type (Tipo_Classe, Tipo_Fundo or TP_FUNDO)"),
+    ("classe", StringType(), "CVM class (classificação): Renda Fixa, Ações, Multimercado, …"),
+    ("classe_anbima", StringType(), "ANBIMA class (classificação ANBIMA)"),
+    ("gestor", StringType(), "Manager (gestor); several joined with ' / ', sorted by name"),
+    ("cnpj_gestor", StringType(), "Manager's CNPJ (or CPF), in the order of `gestor`"),
+    ("administrador", StringType(), "Administrator (administrador fiduciário)"),
+    ("cnpj_administrador", StringType(), "Administrator's CNPJ, 14 digits"),
+    ("situacao", StringType(), "Registration status (situação), e.g. Em Funcionamento Normal"),
+    (
+        "fundo_de_cotas",
+        BooleanType(),
+        "Fund of funds (fundo de cotas: invests in other funds); NULL when CVM does not say",
+    ),
+    ("fonte", StringType(), "Source file: registro_fundo_classe (CVM 175) or cad_fi (older)"),
+    ("dh_atualizacao", TimestampType(), "When cvm210 wrote this version of the registry (UTC)"),
+)
+
+# Breakdowns of gold_kpis by class, manager and administrator (issue #7).
+GOLD_BREAKDOWNS_KEY = ("escopo", "dimensao", "valor", "ano", "mes")
+
+
+def _window(months: int) -> tuple[tuple[str, DataType, str], ...]:
+    span = f"the {months} months ending in this one"
+    return (
+        (f"total_captacao_{months}m", MONEY_SUM, f"Gross inflow over {span}, R$"),
+        (f"total_resgate_{months}m", MONEY_SUM, f"Gross outflow over {span}, R$"),
+        (f"fluxo_liquido_{months}m", MONEY_SUM, f"Net flow over {span}, R$"),
+        (
+            f"patrimonio_inicial_{months}m",
+            MONEY_SUM,
+            "Starting net assets of the window: Σ patrimonio_inicial of its first month, R$",
+        ),
+        (
+            f"crescimento_organico_{months}m",
+            DoubleType(),
+            f"fluxo_liquido_{months}m / patrimonio_inicial_{months}m (organic growth)",
+        ),
+        (
+            f"meses_{months}m",
+            IntegerType(),
+            f"Months of the window present in gold_kpis; the window's columns are NULL unless"
+            f" all {months} are",
+        ),
+    )
+
+
+GOLD_BREAKDOWNS = _schema(
+    (
+        "escopo",
+        StringType(),
+        "todos (every fund) or sem_fundos_de_cotas (funds of funds left out: no double counting)",
+    ),
+    ("dimensao", StringType(), "What the row groups by: mercado, classe, gestor or administrador"),
+    (
+        "valor",
+        StringType(),
+        "The class, manager or administrator (total for mercado; não informado without one)",
+    ),
+    ("fundos", IntegerType(), "Funds (classes and subclasses) of the group in the month"),
+    ("total_captacao", MONEY_SUM, "Gross inflow of the month (captação), R$"),
+    ("total_resgate", MONEY_SUM, "Gross outflow of the month (resgates), R$"),
+    ("fluxo_liquido", MONEY_SUM, "Net flow of the month (fluxo líquido), R$"),
+    (
+        "patrimonio_inicial",
+        MONEY_SUM,
+        "Starting net assets: Σ of each fund's net assets on its first report of the month, R$",
+    ),
+    (
+        "crescimento_organico",
+        DoubleType(),
+        "fluxo_liquido / patrimonio_inicial: growth from flows alone (organic growth)",
+    ),
+    *_window(3),
+    *_window(12),
     ("versao_pipeline", StringType(), "Pipeline version that computed the row"),
     ("dh_processamento", TimestampType(), "When the row was computed (UTC)"),
     *_PARTITION,

@@ -23,7 +23,15 @@ from cvm210_assets.lake.schemas import PARTITION_COLUMNS
 from cvm210_assets.lake.storage import LakeStorage, LocalStorage
 from cvm210_assets.partitions import Month
 
-TABLES = ("bronze", "silver", "silver_rejects", "silver_changes", "gold_kpis")
+TABLES = (
+    "bronze",
+    "silver",
+    "silver_rejects",
+    "silver_changes",
+    "gold_kpis",
+    "fund_registry",
+    "gold_breakdowns",
+)
 
 
 @dataclass(frozen=True)
@@ -181,8 +189,10 @@ class DeltaRsTables(DeltaTables):
             return None
         if version is not None:
             delta.load_as_version(version)
+        schema = pa.schema(delta.schema().to_arrow())
+        partitioned = all(c in schema.names for c in PARTITION_COLUMNS)
         return self._dataset(
-            delta.file_uris(), pa.schema(delta.schema().to_arrow()), hive_root=self.uri(table)
+            delta.file_uris(), schema, hive_root=self.uri(table) if partitioned else None
         )
 
     def read_month_arrow(self, table: str, month: Month) -> pa.Table | None:
@@ -214,6 +224,18 @@ class DeltaRsTables(DeltaTables):
             commit_properties=CommitProperties(custom_metadata=commit),
         )
         return TableWrite(table, self._open(table).version(), arrow.num_rows)
+
+    def replace_table(self, table: str, rows: pa.Table, commit: dict[str, str]) -> TableWrite:
+        """Replace an unpartitioned table's rows (e.g. fund_registry) in one commit."""
+        write_deltalake(
+            self.uri(table),
+            rows,
+            mode="overwrite",
+            schema_mode="overwrite",
+            storage_options=self.options,
+            commit_properties=CommitProperties(custom_metadata=commit),
+        )
+        return TableWrite(table, self._open(table).version(), rows.num_rows)
 
     def merge_month(
         self,

@@ -1,0 +1,204 @@
+"""gold_breakdowns: the month's flows and organic growth by class, manager and administrator."""
+
+import hashlib
+import json
+
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    BackfillPolicy,
+    MetadataValue,
+    TimeWindowPartitionMapping,
+    asset,
+)
+from dagster_pyspark import LazyPySparkResource
+from pyspark.sql.types import StructType
+
+from cvm210_assets import PIPELINE_VERSION
+from cvm210_assets.assets.catalog import read_months
+from cvm210_assets.assets.common import (
+    SKIPPED,
+    Check,
+    MonthResult,
+    Outcome,
+    blocking_failure,
+    fingerprint,
+    is_current,
+    markdown_table,
+    materialize_months,
+    now_utc,
+    require,
+    run_label,
+    table_schema,
+    unchanged,
+)
+from cvm210_assets.assets.gold import GOLD_ASSET
+from cvm210_assets.assets.registry import REGISTRY_ASSET, STATE_KEY
+from cvm210_assets.lake.schemas import FUND_REGISTRY, GOLD_BREAKDOWNS
+from cvm210_assets.lake.tables import DeltaRsTables, Staged
+from cvm210_assets.partitions import Month, monthly_partitions
+from cvm210_assets.resources import Lake, SparkStepLauncher
+from cvm210_assets.transforms.breakdowns import (
+    ALL_FUNDS,
+    DIMENSIONS,
+    REGISTRY_COLUMNS,
+    WINDOWS,
+    breakdowns,
+)
+
+BREAKDOWNS_ASSET = "gold_breakdowns"
+WINDOW_MONTHS = max(WINDOWS)
+
+ADD_UP_TO_MARKET = Check(
+    "groups_add_up_to_market",
+    "For each escopo and dimension, the groups' funds, inflows, outflows and net flows add up to"
+    " the market's: every fund is in exactly one group.",
+)
+CHECKS = (ADD_UP_TO_MARKET,)
+
+
+def evaluate(staged: Staged) -> list[Outcome]:
+    """Σ over each dimension's groups equals the market row of the same escopo."""
+    totals: dict[tuple[str, str], tuple] = {}
+    for row in staged.data.to_pylist():
+        key = (row["escopo"], row["dimensao"])
+        values = (row["fundos"], row["total_captacao"], row["total_resgate"], row["fluxo_liquido"])
+        previous = totals.get(key, (0, 0, 0, 0))
+        totals[key] = tuple(a + b for a, b in zip(previous, values, strict=True))
+    wrong = [
+        f"{escopo}/{dimensao}"
+        for (escopo, dimensao), values in totals.items()
+        if dimensao != "mercado" and values != totals.get((escopo, "mercado"))
+    ]
+    return [Outcome(ADD_UP_TO_MARKET, not wrong, {"mismatched": ", ".join(wrong) or "none"})]
+
+
+@asset(
+    deps=[
+        # The 12-month window reads the eleven months before the partition's.
+        AssetDep(
+            GOLD_ASSET,
+            partition_mapping=TimeWindowPartitionMapping(start_offset=-(WINDOW_MONTHS - 1)),
+        ),
+        AssetDep(REGISTRY_ASSET),
+    ],
+    partitions_def=monthly_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    group_name="lakehouse",
+    kinds={"spark", "delta"},
+    code_version=PIPELINE_VERSION,
+    check_specs=[c.spec(BREAKDOWNS_ASSET) for c in CHECKS],
+    metadata={
+        "dagster/column_schema": table_schema(GOLD_BREAKDOWNS),
+        "dagster/table_name": "cvm_p210.gold_breakdowns",
+    },
+    description=(
+        "Per month: gross inflow, outflow, net flow and organic growth (net flow ÷ starting net"
+        " assets) of the market, of each CVM class, manager and administrator, for the month"
+        " and the 3 and 12 months ending in it; each twice, with every fund and without funds"
+        " of funds (escopo). Groups come from fund_registry. See README, Breakdowns."
+    ),
+)
+def gold_breakdowns(
+    context: AssetExecutionContext,
+    lake: Lake,
+    pyspark: LazyPySparkResource,
+    step_launcher: SparkStepLauncher,  # runs the step on Databricks when set (README)
+):
+    yield from materialize_months(
+        context, BREAKDOWNS_ASSET, CHECKS, lambda month: _compute(context, lake, pyspark, month)
+    )
+
+
+def _inputs(lake: Lake, month: Month) -> tuple[list[Month], str]:
+    """The window's months in gold, and a digest of every input (each gold month's version and
+    the registry's): the month is recomputed when any of them changes."""
+    state = lake.state
+    window = [month.shift(-k) for k in range(WINDOW_MONTHS - 1, -1, -1)]
+    records = {m: state.get(GOLD_ASSET, m) for m in window}
+    registry = lake.storage.read_bytes(STATE_KEY)
+    inputs = {
+        "gold": {m.key: [r["source_sha256"], r["delta_version"]] for m, r in records.items() if r},
+        "registry": json.loads(registry)["delta_version"] if registry else None,
+    }
+    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    return [m for m in window if records[m]], digest
+
+
+def _compute(
+    context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResource, month: Month
+) -> MonthResult:
+    with lake.month_lock(month, owner=run_label(context)):
+        state = lake.state
+        require(state, GOLD_ASSET, month)
+        present, digest = _inputs(lake, month)
+        wanted = fingerprint(digest)
+        previous = state.get(BREAKDOWNS_ASSET, month)
+        if is_current(previous, wanted):
+            return unchanged(context, BREAKDOWNS_ASSET, month, CHECKS, previous)
+
+        spark = pyspark.spark_session
+        gold = read_months(spark, lake.tables, GOLD_ASSET, present)
+        # The registry is small and written by delta-rs wherever Dagster runs: read it as Arrow.
+        columns = ["cnpj_fundo", "id_subclasse", *REGISTRY_COLUMNS]
+        dataset = DeltaRsTables(lake.storage).dataset(REGISTRY_ASSET)
+        arrow = None if dataset is None else dataset.to_table(columns=columns)
+        schema = StructType([FUND_REGISTRY[c] for c in columns])
+        registry = spark.createDataFrame([] if arrow is None else arrow, schema=schema)
+        rows = breakdowns(gold, registry, month, present, PIPELINE_VERSION, now_utc())
+        staged = lake.tables.stage(rows, cluster_by=("escopo", "dimensao", "valor"))
+        outcomes = evaluate(staged)
+        if blocking_failure(outcomes):
+            return MonthResult(month, {}, outcomes)
+        write = lake.tables.replace_month(
+            BREAKDOWNS_ASSET, staged, month, {"cvm210.month": month.key, **wanted}
+        )
+        state.put(
+            BREAKDOWNS_ASSET,
+            month,
+            {
+                **wanted,
+                "rows": write.rows,
+                "delta_version": write.version,
+                "checks": [o.record() for o in outcomes],
+            },
+        )
+        return MonthResult(
+            month,
+            outcomes=outcomes,
+            data_version=digest,
+            metadata={
+                "dagster/row_count": write.rows,
+                "registry_present": arrow is not None,
+                "months_in_gold": ", ".join(m.key for m in present),
+                **{
+                    f"window_{n}m_complete": sum(m >= month.shift(1 - n) for m in present) == n
+                    for n in WINDOWS
+                },
+                "delta_version": write.version,
+                "table": MetadataValue.path(lake.tables.uri(BREAKDOWNS_ASSET)),
+                **{f"net_flow_by_{dimension}": _top(staged, dimension) for dimension in DIMENSIONS},
+                SKIPPED: False,
+            },
+        )
+
+
+def _top(staged: Staged, dimension: str) -> MetadataValue:
+    """The dimension's ten groups with the largest net outflow (every fund)."""
+    rows = [
+        r
+        for r in staged.data.to_pylist()
+        if r["escopo"] == ALL_FUNDS and r["dimensao"] == dimension
+    ]
+    rows.sort(key=lambda r: r["fluxo_liquido"])
+    return markdown_table(
+        rows[:10],
+        [
+            "valor",
+            "fundos",
+            "fluxo_liquido",
+            "total_resgate",
+            "crescimento_organico",
+            "crescimento_organico_12m",
+        ],
+    )

@@ -1,0 +1,77 @@
+"""What gold's catalog entry shows besides its table: the market's net flow over 12 months.
+
+The chart is a Vega-Lite spec (Dagster's UI shows JSON metadata as is; paste it into any
+Vega-Lite viewer, e.g. vega.github.io/editor, to draw it), built by a pure function from the
+monthly totals, which are read from the lake: the months of the last 12 that gold_kpis holds.
+"""
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from cvm210_assets.lake.raw_zone import StateStore
+from cvm210_assets.lake.tables import DeltaTables
+from cvm210_assets.partitions import Month
+
+VEGA_LITE_SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"
+
+
+def window_months(state: StateStore, table: str, month: Month, months: int) -> list[Month]:
+    """The months of the `months` ending in `month` that `table` holds (its state records)."""
+    window = [month.shift(-k) for k in range(months - 1, -1, -1)]
+    return [m for m in window if state.get(table, m) is not None]
+
+
+def read_months(
+    spark: SparkSession, tables: DeltaTables, table: str, months: Sequence[Month]
+) -> DataFrame | None:
+    """The rows of `months` of a monthly table, as one DataFrame (None when there are none)."""
+    frames = [tables.read_month(spark, table, m) for m in months]
+    frames = [f for f in frames if f is not None]
+    if not frames:
+        return None
+    union = frames[0]
+    for frame in frames[1:]:
+        union = union.unionByName(frame)
+    return union
+
+
+def monthly_net_flow(gold: DataFrame) -> list[tuple[str, Decimal]]:
+    """(YYYY-MM, Σ fluxo_liquido) per month of `gold`, in time order; exact."""
+    rows = gold.groupBy("ano", "mes").agg(F.sum("fluxo_liquido").alias("fluxo")).collect()
+    return [(Month(r.ano, r.mes).key, r.fluxo) for r in sorted(rows, key=lambda r: (r.ano, r.mes))]
+
+
+def net_flow_chart(points: Sequence[tuple[str, Decimal]]) -> dict[str, Any]:
+    """A Vega-Lite bar chart of the market's net flow by month: outflows red, inflows blue.
+
+    `fluxo_liquido` is a number for plotting; `fluxo_liquido_brl` keeps the exact DECIMAL."""
+    values = [
+        {"mes": key, "fluxo_liquido": float(flow), "fluxo_liquido_brl": str(flow)}
+        for key, flow in points
+    ]
+    first, last = (points[0][0], points[-1][0]) if points else ("", "")
+    return {
+        "$schema": VEGA_LITE_SCHEMA,
+        "description": "Net flow (captação − resgates) of every fund in gold_kpis, by month",
+        "title": f"Fluxo líquido do mercado, R$ ({first} a {last})" if points else "Sem dados",
+        "width": 480,
+        "height": 240,
+        "data": {"values": values},
+        "mark": "bar",
+        "encoding": {
+            "x": {"field": "mes", "type": "ordinal", "title": "mês"},
+            "y": {"field": "fluxo_liquido", "type": "quantitative", "title": "R$"},
+            "color": {
+                "condition": {"test": "datum.fluxo_liquido < 0", "value": "#c0392b"},
+                "value": "#2e86c1",
+            },
+            "tooltip": [
+                {"field": "mes", "type": "ordinal"},
+                {"field": "fluxo_liquido_brl", "type": "nominal", "title": "fluxo líquido (R$)"},
+            ],
+        },
+    }

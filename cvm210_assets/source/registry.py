@@ -1,0 +1,143 @@
+"""CVM's fund registry files: where they are, and each version kept in the raw zone by sha256.
+
+raw/cad/<file stem>/<sha256>.<ext>    every distinct version CVM served
+raw/cad/<file stem>/<sha256>.json     its URL, ETag, Last-Modified, fetch time
+raw/cad/<file stem>/latest.json       the version captured last (its validators ask CVM for
+                                      HTTP 304 next time)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urljoin
+
+from cvm210_assets.lake.storage import LakeStorage
+from cvm210_assets.source.capture import Fetch
+from cvm210_assets.source.download import NotFound, NotModified
+
+REGISTRY_URL = "https://dados.cvm.gov.br/dados/FI/CAD/DADOS/registro_fundo_classe.zip"
+REGISTRY_MEMBERS = ("registro_fundo.csv", "registro_classe.csv", "registro_subclasse.csv")
+CAD_FI = "cad_fi.csv"
+# The zip's members are a few tens of MB; a member claiming more is not CVM's registry.
+MAX_MEMBER_BYTES = 2 << 30
+
+
+def registry_url(env: Mapping[str, str]) -> str:
+    """CVM210_REGISTRY_URL; else, when CVM210_SOURCE_URL is set, the registry beside its folder
+    (same host and prefix: .../FI/DOC/INF_DIARIO/DADOS -> .../FI/CAD/DADOS/…zip); else CVM's."""
+    if env.get("CVM210_REGISTRY_URL"):
+        return env["CVM210_REGISTRY_URL"]
+    source = env.get("CVM210_SOURCE_URL")
+    if not source:
+        return REGISTRY_URL
+    return urljoin(source.rstrip("/") + "/", "../../../CAD/DADOS/registro_fundo_classe.zip")
+
+
+def cad_fi_url(zip_url: str) -> str:
+    """cad_fi.csv sits in the registry zip's folder."""
+    return urljoin(zip_url, CAD_FI)
+
+
+def version_key(stem: str, sha256: str, ext: str) -> str:
+    return f"raw/cad/{stem}/{sha256}.{ext}"
+
+
+def latest_key(stem: str) -> str:
+    return f"raw/cad/{stem}/latest.json"
+
+
+@dataclass(frozen=True)
+class Captured:
+    """One registry file as the lake holds it now."""
+
+    url: str
+    path: Path  # the local copy, in the caller's workdir
+    key: str
+    sha256: str
+    bytes: int
+    etag: str | None
+    last_modified: str | None
+    downloaded: bool  # False: CVM answered 304 and the kept copy was used
+
+
+def capture(url: str, fetch: Fetch, storage: LakeStorage, workdir: Path) -> Captured:
+    """Fetch `url` (conditionally, with the validators of the version kept last) and keep a
+    new version under its sha256; a missing file is an error that names the URL."""
+    name = url.rsplit("/", 1)[-1]
+    stem, _, ext = name.rpartition(".")
+    latest_data = storage.read_bytes(latest_key(stem))
+    latest = json.loads(latest_data) if latest_data else None
+    if latest and not storage.exists(version_key(stem, latest["sha256"], ext)):
+        latest = None  # our copy is gone: ask for the whole file again
+    local = workdir / name
+    result = fetch(
+        url, local, latest and latest.get("etag"), latest and latest.get("last_modified")
+    )
+    if isinstance(result, NotFound):
+        raise FileNotFoundError(f"CVM has no {url} (HTTP 404); nothing was written")
+    if isinstance(result, NotModified):
+        assert latest is not None  # 304 only answers a conditional request
+        key = version_key(stem, latest["sha256"], ext)
+        storage.download(key, local)
+        return Captured(
+            url,
+            local,
+            key,
+            latest["sha256"],
+            latest["bytes"],
+            latest.get("etag"),
+            latest.get("last_modified"),
+            downloaded=False,
+        )
+    if ext == "zip":
+        registry_members(local)  # an error page served with HTTP 200 is no version
+    key = version_key(stem, result.sha256, ext)
+    info = {
+        "url": url,
+        "sha256": result.sha256,
+        "bytes": result.bytes,
+        "etag": result.etag,
+        "last_modified": result.last_modified,
+        "fetched_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if not storage.exists(key):
+        storage.upload(local, key)
+        storage.write_bytes(key.removesuffix(f".{ext}") + ".json", _json(info))
+    storage.write_bytes(latest_key(stem), _json(info))
+    return Captured(
+        url,
+        local,
+        key,
+        result.sha256,
+        result.bytes,
+        result.etag,
+        result.last_modified,
+        downloaded=True,
+    )
+
+
+def registry_members(path: Path) -> dict[str, bytes]:
+    """The three CSVs of registro_fundo_classe.zip; an error names what the zip holds."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = {Path(i.filename).name.lower(): i for i in archive.infolist()}
+            missing = [m for m in REGISTRY_MEMBERS if m not in infos]
+            if missing:
+                raise ValueError(
+                    f"{path.name}: members {missing} missing; members: {sorted(infos)}"
+                )
+            too_big = [m for m in REGISTRY_MEMBERS if infos[m].file_size > MAX_MEMBER_BYTES]
+            if too_big:
+                raise ValueError(f"{path.name}: members {too_big} too large (a zip bomb?)")
+            return {m: archive.read(infos[m]) for m in REGISTRY_MEMBERS}
+    except zipfile.BadZipFile as error:
+        raise ValueError(f"{path.name}: not a zip file ({error})") from error
+
+
+def _json(record: dict) -> bytes:
+    return json.dumps(record, sort_keys=True, indent=1).encode()
