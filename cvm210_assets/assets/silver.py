@@ -182,8 +182,6 @@ def _clean(
         judged = mark_duplicates(single).persist()
         try:
             clean = silver_rows(judged, month, source, PIPELINE_VERSION, processed_at)
-            by_reason = dict(judged.groupBy("motivo").count().where("motivo IS NOT NULL").collect())
-            rejected = sum(by_reason.values())
             staged = lake.tables.stage(clean, cluster_by=SILVER_KEY)
             rejects = lake.tables.stage(
                 rejected_rows(judged, bronze_rows, month, source, PIPELINE_VERSION, processed_at),
@@ -200,6 +198,11 @@ def _clean(
         finally:
             judged.unpersist()
             single.unpersist()
+        # Counted on the staged rejects (Arrow) rather than by another Spark job over the month.
+        by_reason = {
+            r["values"]: r["counts"] for r in pc.value_counts(rejects.data["motivo"]).to_pylist()
+        }
+        rejected = rejects.rows
         quality = silver_quality(staged.data, month)
         outcomes = evaluate(quality, lake.tables.month_rows(BRONZE, month), rejected)
         if blocking_failure(outcomes):

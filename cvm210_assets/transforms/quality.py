@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame
@@ -24,15 +25,25 @@ _CNPJ_WEIGHTS_2 = (6, *_CNPJ_WEIGHTS_1)
 
 def cnpj_check_digits_ok(cnpj: str) -> bool:
     """True when a 14-digit CNPJ's two check digits are right (the modulo-11 rule)."""
-    if len(cnpj) != 14 or not cnpj.isascii() or not cnpj.isdigit():
-        return False
-    digits = [int(c) for c in cnpj]
+    return not bad_check_digits([cnpj])
 
-    def check(weights: tuple[int, ...]) -> int:
-        rest = sum(d * w for d, w in zip(digits, weights, strict=False)) % 11
-        return 0 if rest < 2 else 11 - rest
 
-    return check(_CNPJ_WEIGHTS_1) == digits[12] and check(_CNPJ_WEIGHTS_2) == digits[13]
+def bad_check_digits(cnpjs: list[str]) -> list[str]:
+    """The CNPJs whose check digits are wrong (or that are not 14 digits), in one vectorized
+    pass: a month has tens of thousands of distinct CNPJs."""
+    shaped = [c for c in cnpjs if len(c) == 14 and c.isascii() and c.isdigit()]
+    wrong = [c for c in cnpjs if not (len(c) == 14 and c.isascii() and c.isdigit())]
+    if not shaped:
+        return wrong
+    digits = np.frombuffer("".join(shaped).encode(), dtype=np.uint8).reshape(-1, 14) - 48
+    digits = digits.astype(np.int64)
+
+    def check(weights: tuple[int, ...]) -> np.ndarray:
+        rest = digits[:, : len(weights)] @ np.array(weights) % 11
+        return np.where(rest < 2, 0, 11 - rest)
+
+    ok = (check(_CNPJ_WEIGHTS_1) == digits[:, 12]) & (check(_CNPJ_WEIGHTS_2) == digits[:, 13])
+    return wrong + [c for c, good in zip(shaped, ok, strict=True) if not good]
 
 
 def _count(mask: pa.ChunkedArray | pa.Array) -> int:
@@ -65,8 +76,7 @@ def silver_quality(silver: pa.Table, month: Month) -> SilverQuality:
         pc.not_equal(pc.year(dates), month.ano), pc.not_equal(pc.month(dates), month.mes)
     )
     # Check digits per distinct CNPJ (tens of thousands), not per row (over a million).
-    cnpjs = pc.unique(silver["cnpj_fundo"].drop_null()).to_pylist()
-    bad = sorted(c for c in cnpjs if not cnpj_check_digits_ok(c))
+    bad = sorted(bad_check_digits(pc.unique(silver["cnpj_fundo"].drop_null()).to_pylist()))
     return SilverQuality(
         rows=silver.num_rows,
         missing_required=_count(missing),
