@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dagster import Definitions, in_process_executor
 
+from cvm210_assets.assets.alerts import alert_deliveries, outflow_alerts
 from cvm210_assets.assets.breakdowns import gold_breakdowns
 from cvm210_assets.assets.bronze import bronze
 from cvm210_assets.assets.gold import gold_kpis
@@ -18,10 +19,11 @@ from cvm210_assets.settings import Settings
 from cvm210_assets.upkeep import lake_maintenance, maintenance_schedule
 
 ASSETS = [raw_zip, s3_csv_partition, bronze, silver, gold_kpis]
+ALERT_ASSETS = [outflow_alerts, alert_deliveries]
 REGISTRY_ASSETS = [fund_registry, gold_breakdowns]
 
 defs = Definitions(
-    assets=[*ASSETS, *REGISTRY_ASSETS],
+    assets=[*ASSETS, *ALERT_ASSETS, *REGISTRY_ASSETS],
     asset_checks=FRESHNESS_CHECKS,
     jobs=[*JOBS, freshness_job, lake_maintenance],
     schedules=[*SCHEDULES, freshness_schedule, maintenance_schedule()],

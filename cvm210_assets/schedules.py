@@ -19,6 +19,7 @@ from dagster import (
     schedule,
 )
 
+from cvm210_assets.assets.alerts import alert_deliveries, outflow_alerts
 from cvm210_assets.assets.breakdowns import gold_breakdowns
 from cvm210_assets.assets.bronze import bronze
 from cvm210_assets.assets.gold import gold_kpis
@@ -40,9 +41,11 @@ cvm_inf_diario_job = define_asset_job(
         silver,
         gold_kpis,
         gold_breakdowns,
+        outflow_alerts,
+        alert_deliveries,
     ),
     description="One month through the whole chain, from CVM's zip to gold_kpis and its"
-    " breakdowns.",
+    " breakdowns, then its outflow alerts and their delivery.",
 )
 
 

@@ -31,6 +31,8 @@ def test_the_five_assets_and_their_lineage() -> None:
         "gold_kpis",
         "fund_registry",
         "gold_breakdowns",
+        "outflow_alerts",
+        "alert_deliveries",
     }
     parents = {
         "s3_csv_partition": {"raw_zip"},
@@ -38,6 +40,8 @@ def test_the_five_assets_and_their_lineage() -> None:
         "silver": {"bronze"},
         "gold_kpis": {"silver"},
         "gold_breakdowns": {"gold_kpis", "fund_registry"},
+        "outflow_alerts": {"silver", "gold_kpis"},
+        "alert_deliveries": {"outflow_alerts"},
     }
     for child, expected in parents.items():
         got = {k.to_user_string() for k in graph.get(AssetKey(child)).parent_keys}

@@ -11,7 +11,7 @@ from dagster import Definitions, RunRequest, build_schedule_context
 from dagster._utils.schedules import cron_string_iterator
 
 from cvm210_assets.assets.registry import CvmRegistry
-from cvm210_assets.definitions import ASSETS, REGISTRY_ASSETS
+from cvm210_assets.definitions import ALERT_ASSETS, ASSETS, REGISTRY_ASSETS
 from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.resources import build_resources
 from cvm210_assets.schedules import (
@@ -114,7 +114,7 @@ def test_the_job_runs_the_five_assets_by_month_and_loads_with_the_automation(
     tmp_path: Path,
 ) -> None:
     defs = Definitions(
-        assets=[*ASSETS, *REGISTRY_ASSETS],
+        assets=[*ASSETS, *REGISTRY_ASSETS, *ALERT_ASSETS],
         jobs=JOBS,
         schedules=SCHEDULES,
         sensors=SENSORS,
@@ -134,6 +134,8 @@ def test_the_job_runs_the_five_assets_by_month_and_loads_with_the_automation(
         "silver",
         "gold_kpis",
         "gold_breakdowns",
+        "outflow_alerts",
+        "alert_deliveries",
     }
     assert defs.resolve_schedule_def("cvm_inf_diario_daily").job_name == "cvm_inf_diario"
     assert defs.resolve_sensor_def("cvm_inf_diario_changes").job_name == "cvm_inf_diario"

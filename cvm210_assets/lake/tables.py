@@ -29,6 +29,8 @@ TABLES = (
     "silver_rejects",
     "silver_changes",
     "gold_kpis",
+    "outflow_alerts",
+    "alert_deliveries",
     "fund_registry",
     "gold_breakdowns",
 )
