@@ -1,8 +1,8 @@
 """gold_kpis: fund-flow KPIs per fund and month, recomputed from the month's silver."""
 
+import pyarrow.compute as pc
 from dagster import AssetExecutionContext, BackfillPolicy, MetadataValue, asset
 from dagster_pyspark import LazyPySparkResource
-from pyspark.sql import functions as F
 
 from cvm210_assets import PIPELINE_VERSION
 from cvm210_assets.assets.catalog import (
@@ -103,26 +103,17 @@ def _compute(
             return unchanged(context, GOLD_ASSET, month, CHECKS, previous)
 
         spark = pyspark.spark_session
-        # Silver is read twice (KPIs, then the sums the check compares them with): each read
-        # prunes to the columns it needs, which is cheaper than caching the whole month.
+        # Silver is read twice (KPIs, then the sums the check compares them with, independently):
+        # each read prunes to the columns it needs, cheaper than caching the whole month.
         source = lake.tables.read_month(spark, SILVER_ASSET, month)
         gold = kpis(source, csv_key(month), wanted["source_sha256"], PIPELINE_VERSION, now_utc())
-        gold = gold.persist()
-        try:
-            staged = lake.tables.stage(gold, cluster_by=("cnpj_fundo", "id_subclasse"))
-            quality = gold_quality(staged.data, silver_totals(source))
-            summary = gold.agg(
-                F.count_if("em_risco"), F.sum("fluxo_liquido"), F.sum("total_resgate")
-            ).first()
-            top_outflows = [
-                r.asDict()
-                for r in gold.where("fluxo_liquido < 0")
-                .orderBy("fluxo_liquido")
-                .limit(10)
-                .collect()
-            ]
-        finally:
-            gold.unpersist()
+        staged = lake.tables.stage(gold, cluster_by=("cnpj_fundo", "id_subclasse"))
+        quality = gold_quality(staged.data, silver_totals(source))
+        # The figures users read come from the staged rows (Arrow), not from more Spark jobs.
+        rows = staged.data
+        outflows = rows.filter(pc.less(rows["fluxo_liquido"], 0))
+        top_outflows = outflows.sort_by([("fluxo_liquido", "ascending")]).slice(0, 10).to_pylist()
+        summary = [pc.sum(rows[c]).as_py() for c in ("em_risco", "fluxo_liquido", "total_resgate")]
         outcomes = evaluate(quality)
         if blocking_failure(outcomes):
             return MonthResult(month, {}, outcomes)
