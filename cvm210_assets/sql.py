@@ -142,6 +142,23 @@ def delta_relations(lake_uri: str) -> dict[str, str]:
     return {table: f"delta.`{lake_uri.rstrip('/')}/{table}`" for table in TABLES}
 
 
+def databricks_statements(lake_uri: str) -> list[str]:
+    """`cvm_p210.*` on Databricks. Spark time-travels, OPTIMIZEs and DESCRIBEs HISTORY only of
+    tables, never of views, so the original's silver name is the silver Delta table itself
+    (registered by location; there `dh_processamento_silver` is `dh_processamento`), and the
+    other names are the views."""
+    silver = f"{lake_uri.rstrip('/')}/{VIEWS['silver_inf_diario'].table}"
+    return [
+        f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
+        f"CREATE TABLE IF NOT EXISTS {SCHEMA}.silver_inf_diario USING DELTA LOCATION '{silver}'",
+        *(
+            s
+            for s in spark_view_statements(delta_relations(lake_uri))[1:]
+            if f" {SCHEMA}.silver_inf_diario " not in s
+        ),
+    ]
+
+
 # --- DuckDB ----------------------------------------------------------------------------------
 
 

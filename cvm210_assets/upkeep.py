@@ -37,6 +37,12 @@ PLAN: dict[str, tuple[str, tuple[str, ...]]] = {
     "silver_rejects": ("silver", ()),
     "silver_changes": ("silver", ("cnpj_fundo",)),
     "gold_kpis": ("gold_kpis", ("cnpj_fundo",)),
+    "gold_breakdowns": ("gold_breakdowns", ()),
+    "outflow_alerts": ("outflow_alerts", ()),
+    # One small append per message sent: the table that fragments most.
+    "alert_deliveries": ("alert_deliveries", ()),
+    # Replaced whole every day: nothing to compact, old versions to vacuum.
+    "fund_registry": ("fund_registry", ()),
 }
 DEFAULT_CRON = "0 3 * * 0"  # Sundays 03:00 São Paulo: no CVM publication, no daily run
 

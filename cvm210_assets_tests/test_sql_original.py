@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -515,3 +516,21 @@ def test_the_same_views_in_spark_sql(lake: FilledLake, spark, tmp_path) -> None:
         assert [tuple(map(utc, r)) for r in got] == [tuple(map(utc, r)) for r in rows]
     finally:
         spark.sql("DROP DATABASE IF EXISTS cvm_p210 CASCADE")
+
+
+def test_on_databricks_the_silver_name_is_the_delta_table_so_time_travel_runs_there() -> None:
+    from cvm210_assets.sql import databricks_statements
+
+    statements = databricks_statements("s3://bucket/lake/")
+    created = {re.search(r"cvm_p210\.\w+", s).group(): s for s in statements[1:]}
+    assert created.keys() == {f"cvm_p210.{n}" for n in VIEWS} | {"cvm_p210.gold_fundos"}
+    assert created["cvm_p210.silver_inf_diario"] == (
+        "CREATE TABLE IF NOT EXISTS cvm_p210.silver_inf_diario USING DELTA"
+        " LOCATION 's3://bucket/lake/silver'"
+    )
+    assert created["cvm_p210.gold_cvm210_analytics"].startswith(
+        "CREATE OR REPLACE VIEW cvm_p210.gold_cvm210_analytics AS SELECT t.*,"
+    )
+    assert (
+        "FROM delta.`s3://bucket/lake/gold_kpis` AS t" in created["cvm_p210.gold_cvm210_analytics"]
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month, restate
@@ -74,3 +76,21 @@ def test_upkeep_runs_on_sunday_mornings_in_sao_paulo() -> None:
     assert maintenance_schedule({"CVM210_MAINTENANCE_CRON": "0 4 * * 6"}).cron_schedule == (
         "0 4 * * 6"
     )
+
+
+def test_an_unpartitioned_table_is_vacuumed_not_compacted(tmp_path) -> None:
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from cvm210_assets.lake.storage import LocalStorage
+    from cvm210_assets.lake.tables import DeltaRsTables
+
+    tables = DeltaRsTables(LocalStorage(tmp_path))
+    for n in range(3):  # three daily replacements, as fund_registry gets
+        write_deltalake(tables.uri("fund_registry"), pa.table({"cnpj_fundo": [f"{n:014d}"]}),
+                        mode="overwrite")  # fmt: skip
+    figures = file_figures(tables, "fund_registry")
+    assert (figures["files"], figures["fragmented_months"]) == (1, [])
+    from cvm210_assets.lake.maintenance import vacuum
+
+    assert vacuum(tables, "fund_registry", dt.timedelta(days=30)) == 0  # all younger than 30 days

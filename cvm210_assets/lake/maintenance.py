@@ -166,9 +166,11 @@ MIN_TIME_TRAVEL = dt.timedelta(days=30)
 
 
 def file_figures(tables: DeltaRsTables, table: str) -> dict[str, Any]:
-    """Files and bytes of the table's current version, and its months held in several files."""
+    """Files and bytes of the table's current version, and its months held in several files
+    (none for a table that is not partitioned by month)."""
     actions = pa.table(open_table(tables, table).get_add_actions(flatten=True))
-    months = actions.select(["partition.ano", "partition.mes"]).to_pylist()
+    partitioned = "partition.ano" in actions.column_names
+    months = actions.select(["partition.ano", "partition.mes"]).to_pylist() if partitioned else []
     per_month: dict[tuple[int, int], int] = {}
     for row in months:
         key = (row["partition.ano"], row["partition.mes"])
