@@ -54,6 +54,8 @@ VIEWS: dict[str, View] = {
     "silver_inf_diario": View("silver", {"dh_processamento_silver": "t.dh_processamento"}),
     "silver_rejects": View("silver_rejects"),
     "silver_changes": View("silver_changes"),
+    "outflow_alerts": View("outflow_alerts"),
+    "alert_deliveries": View("alert_deliveries"),
     "gold_cvm210_analytics": View(
         "gold_kpis",
         {

@@ -12,13 +12,15 @@ from dagster import AssetKey, TableSchema, TimeWindowPartitionMapping
 
 from cvm210_assets.assets.catalog import net_flow_chart
 
-# The lakehouse's and the registry's tables, with the tables each is computed from.
+# Every table asset, with the tables each is computed from.
 TABLE_ASSETS = {
     "bronze": {"s3_csv_partition"},
     "silver": {"bronze"},
     "gold_kpis": {"silver"},
     "fund_registry": set(),  # from CVM's registry files, read by the asset itself
     "gold_breakdowns": {"gold_kpis", "fund_registry"},
+    "outflow_alerts": {"silver", "gold_kpis", "fund_registry"},
+    "alert_deliveries": {"outflow_alerts"},
 }
 
 

@@ -8,7 +8,15 @@ failed is simply due again on the next run.
 from collections import Counter
 from typing import Any
 
-from dagster import AssetExecutionContext, BackfillPolicy, Config, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    BackfillPolicy,
+    Config,
+    MetadataValue,
+    TableColumn,
+    TableSchema,
+    asset,
+)
 from dagster_pyspark import LazyPySparkResource
 
 from cvm210_assets import PIPELINE_VERSION
@@ -64,13 +72,17 @@ REGISTRY_COLUMNS = [
 
 
 @asset(
-    deps=[SILVER_ASSET, GOLD_ASSET],
+    # fund_registry by key: its names and managers label the alerts when it exists.
+    deps=[SILVER_ASSET, GOLD_ASSET, "fund_registry"],
     partitions_def=monthly_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     group_name="alerts",
     kinds={"spark", "delta"},
     code_version=PIPELINE_VERSION,
-    metadata={"dagster/column_schema": table_schema(OUTFLOW_ALERTS)},
+    metadata={
+        "dagster/column_schema": table_schema(OUTFLOW_ALERTS),
+        "dagster/table_name": "cvm_p210.outflow_alerts",
+    },
     description=(
         "Funds whose month crossed an outflow rule (CVM210_ALERT_RULES): net outflow as a share"
         " of net assets or in R$, consecutive days of net outflow, holders falling; funds below"
@@ -179,6 +191,22 @@ class DeliveryConfig(Config):
 
 @asset(
     deps=[ALERTS_ASSET],
+    metadata={
+        "dagster/column_schema": TableSchema(
+            columns=[
+                TableColumn("alert_id", "string", "The alert sent (outflow_alerts.alert_id)"),
+                TableColumn("assessor", "string", "Advisor it went to (watchlist name)"),
+                TableColumn("canal", "string", "email or webhook"),
+                TableColumn("destino", "string", "Address or URL it went to"),
+                TableColumn("cnpj_fundo", "string", "The fund, 14 digits"),
+                TableColumn("id_subclasse", "string", "Subclass; NULL for the class"),
+                TableColumn("dh_envio", "timestamp", "When it was sent (UTC)"),
+                TableColumn("ano", "int", "Year of the alert's month"),
+                TableColumn("mes", "int", "Month of the alert's month"),
+            ]
+        ),
+        "dagster/table_name": "cvm_p210.alert_deliveries",
+    },
     partitions_def=monthly_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     group_name="alerts",
