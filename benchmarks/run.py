@@ -152,18 +152,14 @@ def child(args: argparse.Namespace) -> dict:
         from cvm210_assets.lake.tables import DeltaRsTables
 
         tables = DeltaRsTables(resources["lake"].storage)
-        merge = json.loads(history(tables, "silver", 1)[0]["operationMetrics"] or "{}")
+        commit = history(tables, "silver", 1)[0]
+        merge = json.loads(commit["operationMetrics"] or "{}")
+        counts = json.loads(commit["userMetadata"] or "{}")
         out["silver_merge"] = {
-            k: merge.get(k)
-            for k in (
-                "num_target_rows_updated",
-                "num_target_rows_inserted",
-                "num_target_rows_deleted",
-                "num_target_rows_copied",
-                "num_target_files_added",
-                "num_target_files_removed",
-                "execution_time_ms",
-            )
+            "rows_updated": counts.get("cvm210.num_target_rows_updated"),
+            "rows_copied": counts.get("cvm210.num_target_rows_copied"),
+            "files_added": merge.get("num_added_files"),
+            "files_removed": merge.get("num_removed_files"),
         }
     return out
 
@@ -334,8 +330,8 @@ def markdown(report: dict) -> str:
             f" {e['month']['python_peak_mb']} / {e['month']['jvm_peak_mb']} |"
             f" {e['unchanged']['run_s']} ({'yes' if e['unchanged']['spark_started'] else 'no'},"
             f" {e['unchanged']['new_data_files']}) |"
-            f" {e['restated']['steps_s'].get('silver')}, {merge.get('num_target_files_removed')}"
-            f" of the month's files ({merge.get('num_target_rows_updated')} rows updated) |"
+            f" {e['restated']['steps_s'].get('silver')}, {merge.get('files_removed')} file(s)"
+            f" replaced ({merge.get('rows_updated')} rows updated) |"
             f" {e['ingest']['python_heap_peak_mb']} / {e['ingest']['rss_growth_mb']} |"
         )
     b = report["backfill"]

@@ -166,3 +166,38 @@ def test_vectorized_check_digits_agree_with_the_rule_one_by_one() -> None:
     odd = ["123", "1234567890123x", "", "١٢٣٤٥٦٧٨٩٠١٢٣٤"]  # short, a letter, Arabic digits
     assert bad_check_digits(good) == []
     assert sorted(bad_check_digits(good + flipped + odd)) == sorted(flipped + odd)
+
+
+def test_the_arrow_merge_keeps_unchanged_rows_and_matches_null_subclasses() -> None:
+    import pyarrow as pa
+
+    from cvm210_assets.lake.merge import merge_rows
+
+    def table(rows):
+        return pa.table(
+            {
+                "cnpj_fundo": [r[0] for r in rows],
+                "id_subclasse": pa.array([r[1] for r in rows], pa.string()),
+                "vl_patrim_liq": pa.array([r[2] for r in rows], pa.decimal128(17, 2)),
+                "numero_linha": [r[3] for r in rows],
+            }
+        )
+
+    from decimal import Decimal as D
+
+    old = table([("1", None, D("10.00"), 2), ("2", "S", D("5.00"), 3), ("3", None, None, 4)])
+    new = table([("1", None, D("10.00"), 9), ("2", "S", D("6.00"), 8), ("4", None, D("1.00"), 7)])
+
+    merged, metrics = merge_rows(old, new, ("cnpj_fundo", "id_subclasse"), ("vl_patrim_liq",))
+
+    assert sorted(merged.to_pylist(), key=lambda r: r["cnpj_fundo"]) == [
+        {"cnpj_fundo": "1", "id_subclasse": None, "vl_patrim_liq": D("10.00"), "numero_linha": 2},
+        {"cnpj_fundo": "2", "id_subclasse": "S", "vl_patrim_liq": D("6.00"), "numero_linha": 8},
+        {"cnpj_fundo": "4", "id_subclasse": None, "vl_patrim_liq": D("1.00"), "numero_linha": 7},
+    ]  # 1 kept with its old line (NULL subclass matched NULL); 2 updated; 3 gone; 4 new
+    assert metrics == {
+        "num_target_rows_inserted": 1,
+        "num_target_rows_updated": 1,
+        "num_target_rows_deleted": 1,
+        "num_target_rows_copied": 1,
+    }

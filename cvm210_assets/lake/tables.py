@@ -19,6 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
+from cvm210_assets.lake.merge import merge_rows
 from cvm210_assets.lake.schemas import PARTITION_COLUMNS
 from cvm210_assets.lake.storage import LakeStorage, LocalStorage
 from cvm210_assets.partitions import Month
@@ -261,21 +262,23 @@ class DeltaRsTables(DeltaTables):
             )
             metrics = {"num_target_rows_inserted": arrow.num_rows}
             return TableWrite(table, self._open(table).version(), arrow.num_rows, metrics)
-        # Null-safe key comparison: with a plain `=` a NULL id_subclasse never matches and
-        # delta-rs would insert the row again. Parenthesised: IS NOT DISTINCT FROM binds loosely.
-        on = " AND ".join(f"(t.{c} IS NOT DISTINCT FROM s.{c})" for c in key)
-        changed = " OR ".join(f"(t.{c} IS DISTINCT FROM s.{c})" for c in values)
-        metrics = (
-            delta.merge(
-                arrow,
-                predicate=f"{on} AND {_month_predicate(month, 't')}",
-                source_alias="s",
-                target_alias="t",
-                commit_properties=CommitProperties(custom_metadata=commit),
-            )
-            .when_matched_update_all(predicate=changed)
-            .when_not_matched_insert_all()
-            .when_not_matched_by_source_delete(predicate=_month_predicate(month, "t"))
-            .execute()
+        # The MERGE is computed in Arrow (lake/merge.py says why) and written as one overwrite
+        # of the month; its counts go into the commit, where DESCRIBE HISTORY shows them.
+        old = self.read_month_arrow(table, month)
+        for column, value in ((PARTITION_COLUMNS[0], month.ano), (PARTITION_COLUMNS[1], month.mes)):
+            field = arrow.schema.field(column)
+            old = old.append_column(field, pa.array([value] * old.num_rows, field.type))
+        merged, metrics = merge_rows(old, arrow, key, values)
+        merged = merged.sort_by([(c, "ascending") for c in key])
+        counts = {f"cvm210.{name}": str(count) for name, count in metrics.items()}
+        write_deltalake(
+            self.uri(table),
+            merged,
+            mode="overwrite",
+            predicate=_month_predicate(month),
+            partition_by=list(PARTITION_COLUMNS),
+            schema_mode="merge",
+            storage_options=self.options,
+            commit_properties=CommitProperties(custom_metadata={**commit, **counts}),
         )
         return TableWrite(table, self._open(table).version(), arrow.num_rows, metrics)
