@@ -145,7 +145,7 @@ def test_monthly_file_is_stored_by_hash_with_a_state_record(
 
 
 def test_unchanged_file_is_asked_conditionally_and_not_stored_again(
-    cvm: FakeCvm, capture: Capturer, lake: Path
+    cvm: FakeCvm, capture: Capturer, lake: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     csv = generate_month(MonthSpec(2024, 1, "b", n_funds=4, seed=2))
     body = monthly_zip(2024, 1, csv)
@@ -153,6 +153,10 @@ def test_unchanged_file_is_asked_conditionally_and_not_stored_again(
     first = capture(JAN_2024)
     cvm.reset_log()
 
+    def no_reread(*args):
+        raise AssertionError("the month's zip was read again for an unchanged file")
+
+    monkeypatch.setattr(LocalStorage, "download", no_reread)  # nor reread: its facts stand
     second = capture(JAN_2024)
 
     assert cvm.requests == [RequestRecord("GET", f"{DADOS_PATH}/{MONTHLY}", 304)]
