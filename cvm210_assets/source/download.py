@@ -10,6 +10,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -103,7 +104,9 @@ def _attempt(
     headers: dict[str, str],
     timeout: tuple[float, float],
 ) -> Downloaded | NotModified | NotFound:
-    response = _get_following_same_host(session, url, headers, timeout)
+    response = request_same_host(
+        session, "GET", url, timeout, DownloadError, headers=headers, stream=True
+    )
     with response:
         if response.status_code == 404:
             return NotFound(url)
@@ -136,20 +139,26 @@ def _attempt(
         )
 
 
-def _get_following_same_host(
-    session: requests.Session, url: str, headers: dict[str, str], timeout: tuple[float, float]
+def request_same_host(
+    session: requests.Session,
+    method: str,
+    url: str,
+    timeout: tuple[float, float],
+    error: type[Exception],
+    **kwargs: Any,
 ) -> requests.Response:
-    """Follow redirects only within the configured host: CVM's files come from CVM."""
+    """Follow redirects only within the configured host: CVM's files come from CVM. A
+    redirect elsewhere, or too many, raise `error`."""
     current = url
     for _ in range(MAX_REDIRECTS + 1):
-        response = session.get(
-            current, headers=headers, timeout=timeout, stream=True, allow_redirects=False
+        response = session.request(
+            method, current, timeout=timeout, allow_redirects=False, **kwargs
         )
         if not response.is_redirect:
             return response
         target = urljoin(current, response.headers.get("Location", ""))
         response.close()
         if urlsplit(target)[:2] != urlsplit(url)[:2]:
-            raise DownloadError(f"{url}: refused redirect to another host: {target}")
+            raise error(f"{url}: refused redirect to another host: {target}")
         current = target
-    raise DownloadError(f"{url}: more than {MAX_REDIRECTS} redirects")
+    raise error(f"{url}: more than {MAX_REDIRECTS} redirects")

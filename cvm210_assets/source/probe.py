@@ -7,11 +7,10 @@ instead of insisting request by request.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from cvm210_assets.source.download import MAX_REDIRECTS, NotFound
+from cvm210_assets.source.download import NotFound, request_same_host
 
 
 class ProbeError(RuntimeError):
@@ -32,28 +31,19 @@ def probe(
     session: requests.Session, url: str, timeout: tuple[float, float]
 ) -> Validators | NotFound:
     """HEAD `url`; follow redirects only within its host, as downloads do."""
-    current = url
-    for _ in range(MAX_REDIRECTS + 1):
-        try:
-            response = session.head(current, timeout=timeout, allow_redirects=False)
-        except (requests.ConnectionError, requests.Timeout) as error:
-            raise ProbeError(f"{url}: {type(error).__name__}: {error}") from error
-        with response:
-            if response.is_redirect:
-                target = urljoin(current, response.headers.get("Location", ""))
-                if urlsplit(target)[:2] != urlsplit(url)[:2]:
-                    raise ProbeError(f"{url}: refused redirect to another host: {target}")
-                current = target
-                continue
-            if response.status_code == 404:
-                return NotFound(url)
-            if response.status_code != 200:
-                raise ProbeError(f"{url}: HTTP {response.status_code}")
-            length = response.headers.get("Content-Length")
-            return Validators(
-                url=url,
-                etag=response.headers.get("ETag"),
-                last_modified=response.headers.get("Last-Modified"),
-                bytes=int(length) if length is not None and length.isdigit() else None,
-            )
-    raise ProbeError(f"{url}: more than {MAX_REDIRECTS} redirects")
+    try:
+        response = request_same_host(session, "HEAD", url, timeout, ProbeError)
+    except (requests.ConnectionError, requests.Timeout) as error:
+        raise ProbeError(f"{url}: {type(error).__name__}: {error}") from error
+    with response:
+        if response.status_code == 404:
+            return NotFound(url)
+        if response.status_code != 200:
+            raise ProbeError(f"{url}: HTTP {response.status_code}")
+        length = response.headers.get("Content-Length")
+        return Validators(
+            url=url,
+            etag=response.headers.get("ETag"),
+            last_modified=response.headers.get("Last-Modified"),
+            bytes=int(length) if length is not None and length.isdigit() else None,
+        )
