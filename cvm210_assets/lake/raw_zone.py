@@ -23,10 +23,6 @@ def zip_key(stem: str, sha256: str) -> str:
     return f"raw/zip/{stem}/{sha256}.zip"
 
 
-def zip_info_key(stem: str, sha256: str) -> str:
-    return f"raw/zip/{stem}/{sha256}.json"
-
-
 def latest_key(stem: str) -> str:
     """The record of the version of a CVM file the lake captured last."""
     return f"raw/zip/{stem}/latest.json"

@@ -12,9 +12,10 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
-from cvm210_assets.lake.raw_zone import StateStore, latest_key, zip_info_key, zip_key
+from cvm210_assets.lake.raw_zone import StateStore, latest_key, zip_key
 from cvm210_assets.lake.storage import LakeStorage
 from cvm210_assets.partitions import Month
 from cvm210_assets.source.archive import extract_month, find_month_member
@@ -63,9 +64,7 @@ def capture_month(
         (yearly_url(base_url, month.ano), yearly_name(month.ano)),
     )
     for url, stem in candidates:
-        latest = _read_json(storage, latest_key(stem))
-        if latest and not storage.exists(zip_key(stem, latest["sha256"])):
-            latest = None  # our copy is gone: ask for the whole file again
+        latest = kept_latest(storage, latest_key(stem), partial(zip_key, stem))
         local = workdir / f"{stem}.zip"
         if latest:
             result = fetch(url, local, latest.get("etag"), latest.get("last_modified"))
@@ -96,7 +95,7 @@ def capture_month(
             stored_new = not storage.exists(zip_key(stem, download.sha256))
             # Read the file before keeping it: an error page served with HTTP 200 is no version.
             capture = _describe(month, stem, download, stored_new, previous)
-            _keep_version(storage, stem, download, stored_new)
+            keep_version(storage, download, zip_key(stem, download.sha256), latest_key(stem))
         state.put(RAW_ZIP, month, asdict(capture))
         return capture
     raise NotPublishedError(
@@ -105,8 +104,18 @@ def capture_month(
     )
 
 
-def _keep_version(storage: LakeStorage, stem: str, download: Downloaded, stored_new: bool) -> None:
-    """Store the zip under its hash unless that version is already kept; update `latest`."""
+def kept_latest(
+    storage: LakeStorage, latest: str, version_key: Callable[[str], str]
+) -> dict | None:
+    """The record of the version captured last, while its copy is still kept (else None: ask
+    for the whole file again)."""
+    record = _read_json(storage, latest)
+    return record if record and storage.exists(version_key(record["sha256"])) else None
+
+
+def keep_version(storage: LakeStorage, download: Downloaded, key: str, latest: str) -> None:
+    """Store the file under its hash-named `key`, with where and when it came from beside it,
+    unless that version is already kept; point `latest` at it."""
     info = {
         "url": download.url,
         "sha256": download.sha256,
@@ -115,10 +124,10 @@ def _keep_version(storage: LakeStorage, stem: str, download: Downloaded, stored_
         "last_modified": download.last_modified,
         "fetched_at": _now(),
     }
-    if stored_new:
-        storage.upload(download.path, zip_key(stem, download.sha256))
-        storage.write_bytes(zip_info_key(stem, download.sha256), _json(info))
-    storage.write_bytes(latest_key(stem), _json(info))
+    if not storage.exists(key):
+        storage.upload(download.path, key)
+        storage.write_bytes(key.rsplit(".", 1)[0] + ".json", _json(info))
+    storage.write_bytes(latest, _json(info))
 
 
 def _describe(

@@ -8,8 +8,6 @@ raw/cad/<file stem>/latest.json       the version captured last (its validators 
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 from cvm210_assets.lake.storage import LakeStorage
-from cvm210_assets.source.capture import Fetch
+from cvm210_assets.source.capture import Fetch, keep_version, kept_latest
 from cvm210_assets.source.download import NotFound, NotModified
 
 REGISTRY_URL = "https://dados.cvm.gov.br/dados/FI/CAD/DADOS/registro_fundo_classe.zip"
@@ -70,10 +68,7 @@ def capture(url: str, fetch: Fetch, storage: LakeStorage, workdir: Path) -> Capt
     new version under its sha256; a missing file is an error that names the URL."""
     name = url.rsplit("/", 1)[-1]
     stem, _, ext = name.rpartition(".")
-    latest_data = storage.read_bytes(latest_key(stem))
-    latest = json.loads(latest_data) if latest_data else None
-    if latest and not storage.exists(version_key(stem, latest["sha256"], ext)):
-        latest = None  # our copy is gone: ask for the whole file again
+    latest = kept_latest(storage, latest_key(stem), lambda sha: version_key(stem, sha, ext))
     local = workdir / name
     result = fetch(
         url, local, latest and latest.get("etag"), latest and latest.get("last_modified")
@@ -97,18 +92,7 @@ def capture(url: str, fetch: Fetch, storage: LakeStorage, workdir: Path) -> Capt
     if ext == "zip":
         registry_members(local)  # an error page served with HTTP 200 is no version
     key = version_key(stem, result.sha256, ext)
-    info = {
-        "url": url,
-        "sha256": result.sha256,
-        "bytes": result.bytes,
-        "etag": result.etag,
-        "last_modified": result.last_modified,
-        "fetched_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    if not storage.exists(key):
-        storage.upload(local, key)
-        storage.write_bytes(key.removesuffix(f".{ext}") + ".json", _json(info))
-    storage.write_bytes(latest_key(stem), _json(info))
+    keep_version(storage, result, key, latest_key(stem))
     return Captured(
         url,
         local,
@@ -137,7 +121,3 @@ def registry_members(path: Path) -> dict[str, bytes]:
             return {m: archive.read(infos[m]) for m in REGISTRY_MEMBERS}
     except zipfile.BadZipFile as error:
         raise ValueError(f"{path.name}: not a zip file ({error})") from error
-
-
-def _json(record: dict) -> bytes:
-    return json.dumps(record, sort_keys=True, indent=1).encode()
