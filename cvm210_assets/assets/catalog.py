@@ -2,7 +2,7 @@
 
 The chart is a Vega-Lite spec (Dagster's UI shows JSON metadata as is; paste it into any
 Vega-Lite viewer, e.g. vega.github.io/editor, to draw it), built by a pure function from the
-monthly totals, which are read from the lake: the months of the last 12 that gold_kpis holds.
+monthly totals gold_kpis recorded for the months of the last 12 that it holds.
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,6 @@ from decimal import Decimal
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from cvm210_assets.lake.raw_zone import StateStore
 from cvm210_assets.lake.tables import DeltaTables
@@ -19,10 +18,18 @@ from cvm210_assets.partitions import Month
 VEGA_LITE_SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"
 
 
-def window_months(state: StateStore, table: str, month: Month, months: int) -> list[Month]:
-    """The months of the `months` ending in `month` that `table` holds (its state records)."""
+def recorded_net_flow(
+    state: StateStore, table: str, month: Month, months: int
+) -> list[tuple[str, Decimal]]:
+    """(YYYY-MM, Σ fluxo_liquido) of the `months` ending in `month` that `table` holds, in time
+    order, from its state records: no table read on every materialization."""
     window = [month.shift(-k) for k in range(months - 1, -1, -1)]
-    return [m for m in window if state.get(table, m) is not None]
+    records = {m: state.get(table, m) for m in window}
+    return [
+        (m.key, Decimal(r["net_flow_total"]))
+        for m, r in records.items()
+        if r is not None and "net_flow_total" in r
+    ]
 
 
 def read_months(
@@ -37,12 +44,6 @@ def read_months(
     for frame in frames[1:]:
         union = union.unionByName(frame)
     return union
-
-
-def monthly_net_flow(gold: DataFrame) -> list[tuple[str, Decimal]]:
-    """(YYYY-MM, Σ fluxo_liquido) per month of `gold`, in time order; exact."""
-    rows = gold.groupBy("ano", "mes").agg(F.sum("fluxo_liquido").alias("fluxo")).collect()
-    return [(Month(r.ano, r.mes).key, r.fluxo) for r in sorted(rows, key=lambda r: (r.ano, r.mes))]
 
 
 def net_flow_chart(points: Sequence[tuple[str, Decimal]]) -> dict[str, Any]:
