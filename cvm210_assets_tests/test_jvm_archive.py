@@ -1,0 +1,38 @@
+"""The JVM class archive: used by local Spark when built, never required."""
+
+import subprocess
+
+from cvm210_assets.jvm_archive import _java, archive_path, driver_java_options
+from cvm210_assets.resources import spark_config
+from cvm210_assets.settings import Settings
+
+
+def test_the_driver_uses_the_archive_only_once_it_exists(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    archive = archive_path()
+    assert archive.parent == tmp_path / "cvm210"
+    assert driver_java_options("-XX:+UseParallelGC") == "-XX:+UseParallelGC"
+
+    archive.parent.mkdir()
+    archive.write_bytes(b"built by setup")
+    options = spark_config(Settings.from_env())["spark.driver.extraJavaOptions"]
+    assert options == f"-XX:+UseParallelGC -XX:SharedArchiveFile={archive}"
+
+
+def test_the_archive_is_per_jdk_and_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    ours = archive_path()
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "another-jdk"))
+    assert archive_path() != ours
+    assert _java() == str(tmp_path / "another-jdk" / "bin" / "java")
+
+
+def test_a_stale_archive_does_not_stop_the_jvm(tmp_path):
+    """A JDK upgrade leaves an archive the JVM cannot use: it must start anyway."""
+    stale = tmp_path / "stale.jsa"
+    stale.write_bytes(b"not an archive")
+    done = subprocess.run(
+        [_java(), f"-XX:SharedArchiveFile={stale}", "-version"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "version" in done.stderr
