@@ -28,9 +28,9 @@ from cvm210_assets.partitions import Month
 from cvm210_assets.resources import spark_config
 from cvm210_assets.settings import Settings
 from cvm210_assets.source.layouts import LAYOUTS
-from cvm210_assets.transforms.bronze import bronze_rows
+from cvm210_assets.transforms.bronze import bronze_lineage, bronze_rows
 from cvm210_assets.transforms.gold import kpis
-from cvm210_assets.transforms.silver import Source, judge, silver_rows
+from cvm210_assets.transforms.silver import Source, judge, silver_lineage, silver_rows
 
 csv, dump = sys.argv[1], sys.argv[2]
 builder = SparkSession.builder
@@ -41,9 +41,10 @@ spark = builder.config("spark.driver.extraJavaOptions", options).getOrCreate()
 open(csv, "wb").write(generate_month(MonthSpec(2025, 1, "c", n_funds=50, seed=1)))
 month, layout, now = Month(2025, 1), LAYOUTS["c"], dt.datetime(2025, 2, 1)
 lines = spark.read.option("lineSep", "\\n").text(csv)
-bronze = spark.createDataFrame(bronze_rows(lines, layout, month, csv, "x", now).toArrow())
+lineage = bronze_lineage(layout, month, csv, "x", now)
+bronze = spark.createDataFrame(bronze_rows(lines, layout, lineage).toArrow())
 judged = judge(bronze, layout, month)
-silver = silver_rows(judged, month, Source(csv, "x", layout, now), "0", now)
+silver = silver_rows(judged, silver_lineage(Source(csv, "x", layout, now), month, "0", now))
 silver.toArrow()
 kpis(silver, csv, "x", "0", now).toArrow()
 # The JVM exits when its stdin closes, and writes the archive as it does: wait for that.

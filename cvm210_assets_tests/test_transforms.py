@@ -15,10 +15,16 @@ from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
 from cvm210_assets.lake.schemas import SILVER
 from cvm210_assets.partitions import Month
 from cvm210_assets.source.layouts import LAYOUTS
-from cvm210_assets.transforms.bronze import bronze_rows
+from cvm210_assets.transforms.bronze import bronze_lineage, bronze_rows
 from cvm210_assets.transforms.gold import kpis
 from cvm210_assets.transforms.quality import gold_quality, silver_quality, silver_totals
-from cvm210_assets.transforms.silver import Source, judge, rejected_rows, silver_rows
+from cvm210_assets.transforms.silver import (
+    Source,
+    judge,
+    rejected_rows,
+    silver_lineage,
+    silver_rows,
+)
 from cvm210_assets_tests.expectations import assert_gold, assert_rejects, assert_silver
 from cvm210_assets_tests.reference import expected_month
 
@@ -28,11 +34,13 @@ MARCH = Month(2024, 3)
 
 def run_transforms(spark: SparkSession, path: Path, layout: str, month: Month):
     lines = spark.read.option("lineSep", "\n").text(str(path))
-    bronze = bronze_rows(lines, LAYOUTS[layout], month, "f.csv", "sha", NOW)
+    bronze = bronze_rows(
+        lines, LAYOUTS[layout], bronze_lineage(LAYOUTS[layout], month, "f.csv", "sha", NOW)
+    )
     judged = judge(bronze, LAYOUTS[layout], month)
-    source = Source("f.csv", "sha", LAYOUTS[layout], NOW)
-    silver = silver_rows(judged, month, source, "test", NOW)
-    rejects = rejected_rows(judged, bronze, month, source, "test", NOW)
+    lineage = silver_lineage(Source("f.csv", "sha", LAYOUTS[layout], NOW), month, "test", NOW)
+    silver = silver_rows(judged, lineage)
+    rejects = rejected_rows(judged, bronze, LAYOUTS[layout], lineage)
     gold = kpis(silver, "f.csv", "sha", "test", NOW)
     return bronze, silver, rejects, gold
 

@@ -51,7 +51,7 @@ from cvm210_assets.assets.common import (
 )
 from cvm210_assets.assets.gold import GOLD_ASSET
 from cvm210_assets.assets.silver import SILVER_ASSET
-from cvm210_assets.lake.tables import DeltaRsTables, Staged
+from cvm210_assets.lake.tables import DeltaRsTables, Staged, stage_rows
 from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.transforms.alerts import OUTFLOW_ALERTS, RULES
@@ -149,7 +149,7 @@ def _alerts(
             PIPELINE_VERSION,
             now_utc(),
         )
-        staged = lake.tables.stage(frame, cluster_by=("cnpj_fundo", "id_subclasse"))
+        staged = stage_rows(frame, cluster_by=("cnpj_fundo", "id_subclasse"))
         registry = (
             None
             if registry_version is None

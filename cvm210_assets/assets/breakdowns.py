@@ -35,7 +35,7 @@ from cvm210_assets.assets.common import (
 from cvm210_assets.assets.gold import GOLD_ASSET
 from cvm210_assets.assets.registry import REGISTRY_ASSET, STATE_KEY
 from cvm210_assets.lake.schemas import FUND_REGISTRY, GOLD_BREAKDOWNS
-from cvm210_assets.lake.tables import DeltaRsTables, Staged
+from cvm210_assets.lake.tables import DeltaRsTables, Staged, stage_rows
 from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.transforms.breakdowns import (
@@ -146,7 +146,7 @@ def _compute(
         schema = StructType([FUND_REGISTRY[c] for c in columns])
         registry = spark.createDataFrame([] if arrow is None else arrow, schema=schema)
         rows = breakdowns(gold, registry, month, present, PIPELINE_VERSION, now_utc())
-        staged = lake.tables.stage(rows, cluster_by=("escopo", "dimensao", "valor"))
+        staged = stage_rows(rows, cluster_by=("escopo", "dimensao", "valor"))
         outcomes = evaluate(staged)
         if blocking_failure(outcomes):
             return MonthResult(month, {}, outcomes)

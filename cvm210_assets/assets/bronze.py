@@ -22,10 +22,11 @@ from cvm210_assets.assets.common import (
 )
 from cvm210_assets.assets.ingestion import S3_CSV, s3_csv_partition
 from cvm210_assets.lake.schemas import BRONZE_LINEAGE
+from cvm210_assets.lake.tables import stage_rows
 from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.source.layouts import LAYOUTS
-from cvm210_assets.transforms.bronze import bronze_rows
+from cvm210_assets.transforms.bronze import bronze_lineage, bronze_rows
 
 BRONZE = "bronze"
 
@@ -84,9 +85,8 @@ def _load(
         ingested_at = now_utc()
         with lake.storage.local_copy(csv["csv_key"]) as path:
             lines = spark.read.option("lineSep", "\n").text(str(path))
-            rows = lake.tables.stage(
-                bronze_rows(lines, layout, month, csv["csv_key"], csv["csv_sha256"], ingested_at)
-            )
+            lineage = bronze_lineage(layout, month, csv["csv_key"], csv["csv_sha256"], ingested_at)
+            rows = stage_rows(bronze_rows(lines, layout, lineage), constants=lineage)
         outcomes = [
             Outcome(
                 ALL_LINES_LOADED,

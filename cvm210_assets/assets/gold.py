@@ -28,6 +28,7 @@ from cvm210_assets.assets.common import (
 from cvm210_assets.assets.silver import SILVER_ASSET
 from cvm210_assets.lake.raw_zone import csv_key
 from cvm210_assets.lake.schemas import GOLD
+from cvm210_assets.lake.tables import stage_rows
 from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.transforms.gold import kpis
@@ -105,7 +106,7 @@ def _compute(
         # each read prunes to the columns it needs, cheaper than caching the whole month.
         source = lake.tables.read_month(spark, SILVER_ASSET, month)
         gold = kpis(source, csv_key(month), wanted["source_sha256"], PIPELINE_VERSION, now_utc())
-        staged = lake.tables.stage(gold, cluster_by=("cnpj_fundo", "id_subclasse"))
+        staged = stage_rows(gold, cluster_by=("cnpj_fundo", "id_subclasse"))
         quality = gold_quality(staged.data, silver_totals(source))
         # The figures users read come from the staged rows (Arrow), not from more Spark jobs.
         rows = staged.data

@@ -38,7 +38,7 @@ from cvm210_assets.assets.restatements import (
     summarize,
 )
 from cvm210_assets.lake.schemas import SILVER, SILVER_KEY, SILVER_REJECTS, SILVER_VALUES
-from cvm210_assets.lake.tables import Staged
+from cvm210_assets.lake.tables import Staged, stage_rows
 from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.source.layouts import LAYOUTS
@@ -49,6 +49,8 @@ from cvm210_assets.transforms.silver import (
     judge_rows,
     mark_duplicates,
     rejected_rows,
+    repeated_keys,
+    silver_lineage,
     silver_rows,
 )
 
@@ -177,18 +179,21 @@ def _clean(
         restatement = pending_restatement(
             state, month, previous, wanted["source_sha256"], processed_at
         )
+        lineage = silver_lineage(source, month, PIPELINE_VERSION, processed_at)
         bronze_rows = lake.tables.read_month(spark, BRONZE, month)
+        # Judged once and cached; silver, its rejects and the restatement's diff read the cache.
         single = judge_rows(bronze_rows, layout, month).persist()
-        judged = mark_duplicates(single).persist()
+        repeated = repeated_keys(single).persist()
+        judged = mark_duplicates(single, repeated)
         try:
-            clean = silver_rows(judged, month, source, PIPELINE_VERSION, processed_at)
-            staged = lake.tables.stage(clean, cluster_by=SILVER_KEY)
-            rejects = lake.tables.stage(
-                rejected_rows(judged, bronze_rows, month, source, PIPELINE_VERSION, processed_at),
+            clean = silver_rows(judged, lineage)
+            staged = stage_rows(clean, cluster_by=SILVER_KEY, constants=lineage)
+            rejects = stage_rows(
+                rejected_rows(judged, bronze_rows, layout, lineage),
                 cluster_by=("numero_linha",),
             )
             changes = (
-                lake.tables.stage(
+                stage_rows(
                     changes_rows(lake.tables, spark, month, restatement, SILVER_ASSET, clean),
                     cluster_by=("cnpj_fundo", "dt_comptc"),
                 )
@@ -196,7 +201,7 @@ def _clean(
                 else None
             )
         finally:
-            judged.unpersist()
+            repeated.unpersist()
             single.unpersist()
         # Counted on the staged rejects (Arrow) rather than by another Spark job over the month.
         by_reason = {

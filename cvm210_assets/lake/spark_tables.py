@@ -89,12 +89,6 @@ class SparkDeltaTables(DeltaTables):
         data = [c for c in frame.columns if c not in PARTITION_COLUMNS]
         return frame.select(*data, *(F.col(c) for c in PARTITION_COLUMNS))
 
-    def stage(self, rows: DataFrame, cluster_by: tuple[str, ...] = ()) -> Staged:
-        arrow = rows.toArrow()
-        if cluster_by:
-            arrow = arrow.sort_by([(c, "ascending") for c in cluster_by])
-        return Staged(arrow, arrow.num_rows)
-
     def _frame(self, rows: Staged) -> DataFrame:
         return self.spark.createDataFrame(rows.data)
 

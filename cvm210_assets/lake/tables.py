@@ -8,6 +8,7 @@ Lake does (issue #3). Assets only see `DeltaTables`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.pandas.types import from_arrow_schema
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
 from cvm210_assets.lake.merge import merge_rows
 from cvm210_assets.lake.schemas import PARTITION_COLUMNS
@@ -49,6 +50,35 @@ class Staged:
         return self.data.slice(0, n).to_pylist()
 
 
+def stage_rows(
+    rows: DataFrame, cluster_by: tuple[str, ...] = (), constants: Mapping[str, Any] | None = None
+) -> Staged:
+    """`rows` computed once, as Arrow on the driver, ordered by `cluster_by`.
+
+    `constants` are columns of `rows` that hold one value for the whole frame (a month's
+    lineage): Spark would convert and send that value once per row, a quarter of bronze's
+    conversion time at 1.5 M rows, so they are added here instead. Sorting in Arrow is cheaper
+    than a global sort in Spark and gives files whose min/max statistics on cnpj_fundo let
+    readers skip them: clustering by construction.
+    """
+    constants = constants or {}
+    large = rows.sparkSession.conf.get("spark.sql.execution.arrow.useLargeVarTypes", "false")
+    schema = to_arrow_schema(rows.schema, timezone="UTC", prefers_large_types=large == "true")
+    computed = rows.drop(*constants).toArrow()
+    arrow = pa.table(
+        [
+            pa.repeat(pa.scalar(constants[f.name], f.type), computed.num_rows)
+            if f.name in constants
+            else computed[f.name]
+            for f in schema
+        ],
+        schema=schema,
+    )
+    if cluster_by:
+        arrow = arrow.sort_by([(c, "ascending") for c in cluster_by])
+    return Staged(arrow, arrow.num_rows)
+
+
 @dataclass(frozen=True)
 class TableWrite:
     table: str
@@ -74,10 +104,6 @@ class DeltaTables(ABC):
     @abstractmethod
     def read_month(self, spark: SparkSession, table: str, month: Month) -> DataFrame | None:
         """The month's rows, or None when the table does not exist yet."""
-
-    @abstractmethod
-    def stage(self, rows: DataFrame, cluster_by: tuple[str, ...] = ()) -> Staged:
-        """Compute `rows` once, ordered by `cluster_by` (the files' clustering), for a commit."""
 
     @abstractmethod
     def replace_month(
@@ -202,14 +228,6 @@ class DeltaRsTables(DeltaTables):
         """The month's rows as Arrow, partition columns omitted."""
         parts = self._month_parts(table, month)
         return None if parts is None else self._arrow(*parts)
-
-    def stage(self, rows: DataFrame, cluster_by: tuple[str, ...] = ()) -> Staged:
-        # Sorting in Arrow is cheaper than a global sort in Spark, and gives files whose
-        # min/max statistics on cnpj_fundo let readers skip them: clustering by construction.
-        arrow = rows.toArrow()
-        if cluster_by:
-            arrow = arrow.sort_by([(c, "ascending") for c in cluster_by])
-        return Staged(arrow, arrow.num_rows)
 
     def replace_month(
         self, table: str, rows: Staged, month: Month, commit: dict[str, str]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
+from typing import Any
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -38,18 +40,29 @@ def latin1_text(raw: Column) -> Column:
     return F.decode(raw.cast("binary"), "ISO-8859-1")
 
 
-def bronze_rows(
-    lines: DataFrame,
+def bronze_lineage(
     layout: Layout,
     month: Month,
     arquivo_origem: str,
     arquivo_sha256: str,
     ingested_at: dt.datetime,
-) -> DataFrame:
+) -> dict[str, Any]:
+    """The lineage every row of one CSV shares (stage_rows adds it without Spark's help)."""
+    return {
+        "arquivo_origem": arquivo_origem,
+        "arquivo_sha256": arquivo_sha256,
+        "layout_cabecalho": layout.name,
+        "dh_ingestao": ingested_at,
+        "ano": month.ano,
+        "mes": month.mes,
+    }
+
+
+def bronze_rows(lines: DataFrame, layout: Layout, lineage: Mapping[str, Any]) -> DataFrame:
     """One row per non-empty data line: the layout's columns as text, extras kept, lineage added.
 
     `lines` is `spark.read.text(csv, lineSep="\\n")`: a trailing CR is removed here, so CRLF and
-    LF files give the same rows.
+    LF files give the same rows. `lineage` is `bronze_lineage(...)`.
     """
     ncols = len(layout.columns)
     text = F.regexp_replace(latin1_text(F.col("value")), "\r$", "")
@@ -69,18 +82,13 @@ def bronze_rows(
         F.col("qtd_campos") > ncols,
         F.array_join(F.slice("_fields", F.lit(ncols + 1), F.col("qtd_campos") - ncols), ";"),
     )
-    lineage = {
+    columns = {
         "campos_extras": extras,
         "qtd_campos": F.col("qtd_campos"),
-        "arquivo_origem": F.lit(arquivo_origem),
-        "arquivo_sha256": F.lit(arquivo_sha256),
-        "layout_cabecalho": F.lit(layout.name),
         "numero_linha": F.col("numero_linha"),
-        "dh_ingestao": F.lit(ingested_at),
-        "ano": F.lit(month.ano),
-        "mes": F.lit(month.mes),
+        **{name: F.lit(value) for name, value in lineage.items()},
     }
     return data.select(
         *source_columns,
-        *(lineage[f.name].cast(f.dataType).alias(f.name) for f in BRONZE_LINEAGE.fields),
+        *(columns[f.name].cast(f.dataType).alias(f.name) for f in BRONZE_LINEAGE.fields),
     )

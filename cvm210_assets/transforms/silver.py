@@ -7,7 +7,9 @@ first rule it broke (README, "Rejected rows"). Nothing is rounded, coerced or gu
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -70,7 +72,8 @@ def _text(column: str) -> str:
 
 def judge(bronze: DataFrame, layout: Layout, month: Month) -> DataFrame:
     """Bronze rows with their parsed fields and `motivo`/`detalhe` (NULL for good rows)."""
-    return mark_duplicates(judge_rows(bronze, layout, month))
+    single = judge_rows(bronze, layout, month)
+    return mark_duplicates(single, repeated_keys(single))
 
 
 def judge_rows(bronze: DataFrame, layout: Layout, month: Month) -> DataFrame:
@@ -181,19 +184,24 @@ def judge_rows(bronze: DataFrame, layout: Layout, month: Month) -> DataFrame:
     return judged
 
 
-def mark_duplicates(judged: DataFrame) -> DataFrame:
-    """Last row of the file wins: earlier valid rows with the same key become `duplicado`.
-
-    Only the keys seen twice (few) are broadcast and joined back: no shuffle of the rows and
-    no window over every row. `judged` is read twice; cache it when it is expensive.
-    """
-    repeated = (
+def repeated_keys(judged: DataFrame) -> DataFrame:
+    """The keys of more than one valid row, each with its last line, which wins. Few rows:
+    persist them, and silver and its rejects each join them to the judged rows."""
+    return (
         judged.where(F.col("motivo").isNull())
         .groupBy(*SILVER_KEY)
         .agg(F.max("numero_linha").alias("_last_line"), F.count(F.lit(1)).alias("_n"))
         .where(F.col("_n") > 1)
         .select(*(F.col(c).alias(f"_r_{c}") for c in SILVER_KEY), "_last_line")
     )
+
+
+def mark_duplicates(judged: DataFrame, repeated: DataFrame) -> DataFrame:
+    """Last row of the file wins: earlier valid rows with a `repeated` key become `duplicado`.
+
+    The repeated keys are broadcast and joined back: no shuffle of the rows, no window over
+    every row.
+    """
     on = [F.col(c).eqNullSafe(F.col(f"_r_{c}")) for c in SILVER_KEY]
     with_last = judged.join(F.broadcast(repeated), on, "left").drop(
         *(f"_r_{c}" for c in SILVER_KEY)
@@ -222,27 +230,29 @@ class Source:
     dh_ingestao: dt.datetime
 
 
-def _lineage(source: Source, pipeline_version: str, processed_at: dt.datetime) -> dict:
+def silver_lineage(
+    source: Source, month: Month, pipeline_version: str, processed_at: dt.datetime
+) -> dict[str, Any]:
+    """The lineage every silver and rejected row of one month shares (stage_rows adds it)."""
     return {
-        "arquivo_origem": F.lit(source.arquivo_origem),
-        "arquivo_sha256": F.lit(source.arquivo_sha256),
-        "layout_cabecalho": F.lit(source.layout.name),
-        "dh_ingestao": F.lit(source.dh_ingestao),
-        "versao_pipeline": F.lit(pipeline_version),
-        "dh_processamento": F.lit(processed_at),
+        "arquivo_origem": source.arquivo_origem,
+        "arquivo_sha256": source.arquivo_sha256,
+        "layout_cabecalho": source.layout.name,
+        "dh_ingestao": source.dh_ingestao,
+        "versao_pipeline": pipeline_version,
+        "dh_processamento": processed_at,
+        "ano": month.ano,
+        "mes": month.mes,
     }
 
 
-def silver_rows(
-    judged: DataFrame,
-    month: Month,
-    source: Source,
-    pipeline_version: str,
-    processed_at: dt.datetime,
-) -> DataFrame:
-    """The rows that passed every rule, in silver's schema."""
-    extra = _lineage(source, pipeline_version, processed_at)
-    extra |= {"ano": F.lit(month.ano), "mes": F.lit(month.mes)}
+def _literals(lineage: Mapping[str, Any]) -> dict[str, Column]:
+    return {name: F.lit(value) for name, value in lineage.items()}
+
+
+def silver_rows(judged: DataFrame, lineage: Mapping[str, Any]) -> DataFrame:
+    """The rows that passed every rule, in silver's schema; `lineage` is `silver_lineage(...)`."""
+    extra = _literals(lineage)
     return judged.where(F.col("motivo").isNull()).select(
         *(
             extra.get(field.name, F.col(field.name)).cast(field.dataType).alias(field.name)
@@ -252,24 +262,13 @@ def silver_rows(
 
 
 def rejected_rows(
-    judged: DataFrame,
-    bronze: DataFrame,
-    month: Month,
-    source: Source,
-    pipeline_version: str,
-    processed_at: dt.datetime,
+    judged: DataFrame, bronze: DataFrame, layout: Layout, lineage: Mapping[str, Any]
 ) -> DataFrame:
     """The rows that broke a rule, as read (rebuilt from bronze's fields), with the reason."""
-    layout = source.layout
     verdicts = judged.where(F.col("motivo").isNotNull()).select("numero_linha", "motivo", "detalhe")
     fields = F.array(*(F.col(name) for name in layout.columns))
     shown = F.slice(fields, F.lit(1), F.least(F.col("qtd_campos"), F.lit(len(layout.columns))))
-    extra = _lineage(source, pipeline_version, processed_at)
-    extra |= {
-        "ano": F.lit(month.ano),
-        "mes": F.lit(month.mes),
-        "registro": F.concat_ws(";", shown, "campos_extras"),
-    }
+    extra = _literals(lineage) | {"registro": F.concat_ws(";", shown, "campos_extras")}
     # Rejects are few: broadcast them; the line is rebuilt only for the rows that matched.
     return bronze.join(F.broadcast(verdicts), "numero_linha").select(
         *(
