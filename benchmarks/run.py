@@ -155,7 +155,11 @@ def child(args: argparse.Namespace) -> dict:
         commit = history(tables, "silver", 1)[0]
         merge = json.loads(commit["operationMetrics"] or "{}")
         counts = json.loads(commit["userMetadata"] or "{}")
+        # The MERGE alone: silver's commit after silver_changes', which is written right
+        # before it (reading the month, merging, writing), by Delta's own commit times.
+        recorded = history(tables, "silver_changes", 1)[0]
         out["silver_merge"] = {
+            "seconds": round((commit["timestamp"] - recorded["timestamp"]).total_seconds(), 2),
             "rows_updated": counts.get("cvm210.num_target_rows_updated"),
             "rows_copied": counts.get("cvm210.num_target_rows_copied"),
             "files_added": merge.get("num_added_files"),
@@ -317,7 +321,7 @@ def markdown(report: dict) -> str:
         "",
         "| rows | CSV MB | run s (raw_zip → gold) | raw_zip | s3_csv | bronze | silver | gold"
         " | DuckDB s | ratio | Python / JVM peak MB | unchanged rerun s (Spark? new files)"
-        " | restated: silver s, files rewritten | ingestion heap / RSS growth MB |",
+        " | restated: silver s (MERGE s), files rewritten | ingestion heap / RSS growth MB |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in report["sizes"].values():
@@ -330,7 +334,8 @@ def markdown(report: dict) -> str:
             f" {e['month']['python_peak_mb']} / {e['month']['jvm_peak_mb']} |"
             f" {e['unchanged']['run_s']} ({'yes' if e['unchanged']['spark_started'] else 'no'},"
             f" {e['unchanged']['new_data_files']}) |"
-            f" {e['restated']['steps_s'].get('silver')}, {merge.get('files_removed')} file(s)"
+            f" {e['restated']['steps_s'].get('silver')} ({merge.get('seconds')}),"
+            f" {merge.get('files_removed')} file(s)"
             f" replaced ({merge.get('rows_updated')} rows updated) |"
             f" {e['ingest']['python_heap_peak_mb']} / {e['ingest']['rss_growth_mb']} |"
         )

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from decimal import Decimal
 
+import pyarrow as pa
 import pytest
 
 from cvm210_assets.cli import main
@@ -129,7 +130,10 @@ def test_a_run_that_dies_before_the_merge_records_the_restatement_once(
     assert {k: r["mudanca"] for k, r in got.items()} == oracle_changes(v1.silver, v2.silver)
 
 
-def test_changes_compare_keys_null_safely_and_name_changed_columns(spark) -> None:
+def test_changes_compare_keys_null_safely_and_name_changed_columns() -> None:
+    from pyspark.sql.pandas.types import to_arrow_schema
+    from pyspark.sql.types import StructType
+
     from cvm210_assets.lake.schemas import SILVER
 
     def row(cnpj, sub, day, pl, captc="0.00"):
@@ -140,12 +144,10 @@ def test_changes_compare_keys_null_safely_and_name_changed_columns(spark) -> Non
             "captc_dia": Decimal(captc), "resg_dia": Decimal("0.00"), "nr_cotst": 3,
         }  # fmt: skip
 
-    columns = [f.name for f in SILVER.fields[:10]]
-    schema = SILVER.fields[:10]
-    from pyspark.sql.types import StructType
+    schema = to_arrow_schema(StructType(SILVER.fields[:10]))
 
     def frame(rows):
-        return spark.createDataFrame([[r[c] for c in columns] for r in rows], StructType(schema))
+        return pa.Table.from_pylist(rows, schema=schema)
 
     before = frame(
         [row("1", None, 2, "10.00"), row("2", "S1", 2, "5.00"), row("3", None, 3, "7.00")]
@@ -160,8 +162,8 @@ def test_changes_compare_keys_null_safely_and_name_changed_columns(spark) -> Non
     restatement = Restatement("a" * 64, "b" * 64, None, dt.datetime(2025, 2, 1))
 
     got = {
-        (r["cnpj_fundo"], r["id_subclasse"]): r.asDict()
-        for r in restatement_changes(before, after, JAN, restatement).collect()
+        (r["cnpj_fundo"], r["id_subclasse"]): r
+        for r in restatement_changes(before, after, JAN, restatement).to_pylist()
     }
 
     assert {k: v["mudanca"] for k, v in got.items()} == {
@@ -173,3 +175,24 @@ def test_changes_compare_keys_null_safely_and_name_changed_columns(spark) -> Non
     assert got[("2", "S1")]["variacao_fluxo_liquido"] == Decimal("1.50")
     assert got[("3", None)]["variacao_fluxo_liquido"] == Decimal("0.00")
     assert got[("3", None)]["vl_patrim_liq_anterior"] == Decimal("7.00")
+
+    # Values changed, keys kept (the common restatement): the rows pair by position.
+    same_keys = frame(
+        [
+            row("1", None, 2, "10.00"),
+            row("2", "S1", 2, "5.00", captc="2.25"),
+            row("3", None, 3, "7.00"),
+        ]
+    )
+    from cvm210_assets.lake.merge import _aligned
+    from cvm210_assets.lake.schemas import SILVER_KEY
+
+    assert _aligned(before, same_keys, SILVER_KEY)
+    (only,) = restatement_changes(before, same_keys, JAN, restatement).to_pylist()
+    assert (only["cnpj_fundo"], only["mudanca"], only["colunas_alteradas"]) == (
+        "2",
+        "alterada",
+        "captc_dia",
+    )
+    assert only["variacao_fluxo_liquido"] == Decimal("2.25")
+    assert only["dh_processamento"] == dt.datetime(2025, 2, 1, tzinfo=dt.timezone.utc)

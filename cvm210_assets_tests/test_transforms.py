@@ -209,3 +209,42 @@ def test_the_arrow_merge_keeps_unchanged_rows_and_matches_null_subclasses() -> N
         "num_target_rows_deleted": 1,
         "num_target_rows_copied": 1,
     }
+
+
+def test_the_arrow_merge_pairs_rows_by_position_only_when_every_key_lines_up() -> None:
+    import pyarrow as pa
+
+    from cvm210_assets.lake.merge import _aligned, merge_rows
+
+    def table(rows):
+        return pa.table(
+            {
+                "cnpj_fundo": [r[0] for r in rows],
+                "id_subclasse": pa.array([r[1] for r in rows], pa.string()),
+                "v": pa.array([r[2] for r in rows], pa.int64()),
+                "linha": [r[3] for r in rows],
+            }
+        )
+
+    key, values = ("cnpj_fundo", "id_subclasse"), ("v",)
+    old = table([("1", None, 10, 2), ("1", "S", 5, 3), ("2", None, 7, 4)])
+    restated = table([("1", None, 10, 9), ("1", "S", 6, 8), ("2", None, 7, 7)])
+    assert _aligned(old, restated, key)
+    merged, metrics = merge_rows(old, restated, key, values)
+    assert sorted(
+        (r["cnpj_fundo"], r["id_subclasse"] or "", r["linha"]) for r in merged.to_pylist()
+    ) == [
+        ("1", "", 2),  # unchanged: the old row, its old line
+        ("1", "S", 8),  # changed: the new row
+        ("2", "", 4),
+    ]
+    assert metrics["num_target_rows_updated"] == 1 and metrics["num_target_rows_copied"] == 2
+
+    # Same size, same keys, another order; and a NULL subclass against a value: no alignment,
+    # and the join gives the same answer.
+    shuffled = restated.take([2, 0, 1])
+    assert not _aligned(old, shuffled, key)
+    assert merge_rows(old, shuffled, key, values)[1] == metrics
+    swapped = table([("1", "S", 10, 9), ("1", None, 6, 8), ("2", None, 7, 7)])
+    assert not _aligned(old, swapped, key)
+    assert merge_rows(old, swapped, key, values)[1]["num_target_rows_updated"] == 2

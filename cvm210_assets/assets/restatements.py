@@ -13,12 +13,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import MetadataValue
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from cvm210_assets.assets.common import markdown_table
 from cvm210_assets.lake.raw_zone import StateStore
-from cvm210_assets.lake.tables import DeltaTables, Staged
+from cvm210_assets.lake.tables import DeltaTables, Staged, with_month
 from cvm210_assets.partitions import Month
 from cvm210_assets.source.capture import RAW_ZIP
 from cvm210_assets.transforms.changes import (
@@ -57,21 +55,23 @@ def pending_restatement(
 
 def changes_rows(
     tables: DeltaTables,
-    spark: SparkSession,
     month: Month,
     restatement: Restatement,
     silver_table: str,
-    after: DataFrame,
-) -> DataFrame:
+    after: pa.Table,
+) -> Staged:
     """The month's silver_changes after this restatement: earlier restatements kept, this
-    one's rows (re)computed, so writing them is idempotent."""
-    before = tables.read_month(spark, silver_table, month)
+    one's rows (re)computed, so writing them is idempotent. `after` is the staged silver."""
+    before = tables.read_month_arrow(silver_table, month)
+    if before is None:
+        before = after.schema.empty_table()
     diff = restatement_changes(before, after, month, restatement)
-    earlier = tables.read_month(spark, CHANGES_TABLE, month)
-    if earlier is None:
-        return diff
-    keep = F.col("arquivo_sha256_novo") != F.lit(restatement.new_sha256)
-    return earlier.where(keep).unionByName(diff)
+    earlier = tables.read_month_arrow(CHANGES_TABLE, month)
+    if earlier is not None:
+        earlier = with_month(earlier, month, diff.schema)
+        keep = pc.not_equal(earlier["arquivo_sha256_novo"], restatement.new_sha256)
+        diff = pa.concat_tables([earlier.filter(keep), diff])
+    return Staged.of(diff, cluster_by=("cnpj_fundo", "dt_comptc"))
 
 
 def summarize(changes: Staged, restatement: Restatement) -> dict[str, Any]:

@@ -181,7 +181,7 @@ def _clean(
         )
         lineage = silver_lineage(source, month, PIPELINE_VERSION, processed_at)
         bronze_rows = lake.tables.read_month(spark, BRONZE, month)
-        # Judged once and cached; silver, its rejects and the restatement's diff read the cache.
+        # Judged once and cached: silver and its rejects both read the cache.
         single = judge_rows(bronze_rows, layout, month).persist()
         repeated = repeated_keys(single).persist()
         judged = mark_duplicates(single, repeated)
@@ -192,17 +192,14 @@ def _clean(
                 rejected_rows(judged, bronze_rows, layout, lineage),
                 cluster_by=("numero_linha",),
             )
-            changes = (
-                stage_rows(
-                    changes_rows(lake.tables, spark, month, restatement, SILVER_ASSET, clean),
-                    cluster_by=("cnpj_fundo", "dt_comptc"),
-                )
-                if restatement
-                else None
-            )
         finally:
             repeated.unpersist()
             single.unpersist()
+        changes = (
+            changes_rows(lake.tables, month, restatement, SILVER_ASSET, staged.data)
+            if restatement
+            else None
+        )
         # Counted on the staged rejects (Arrow) rather than by another Spark job over the month.
         by_reason = {
             r["values"]: r["counts"] for r in pc.value_counts(rejects.data["motivo"]).to_pylist()

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import pyarrow as pa
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -88,6 +89,10 @@ class SparkDeltaTables(DeltaTables):
         # Partition columns last, as DeltaRsTables gives them.
         data = [c for c in frame.columns if c not in PARTITION_COLUMNS]
         return frame.select(*data, *(F.col(c) for c in PARTITION_COLUMNS))
+
+    def read_month_arrow(self, table: str, month: Month) -> pa.Table | None:
+        frame = self._month(table, month)
+        return None if frame is None else frame.drop(*PARTITION_COLUMNS).toArrow()
 
     def _frame(self, rows: Staged) -> DataFrame:
         return self.spark.createDataFrame(rows.data)

@@ -46,6 +46,13 @@ class Staged:
     data: pa.Table
     rows: int
 
+    @classmethod
+    def of(cls, rows: pa.Table, cluster_by: tuple[str, ...] = ()) -> Staged:
+        """`rows` ordered by `cluster_by`, the clustering of the files they will be written to."""
+        if cluster_by:
+            rows = rows.sort_by([(c, "ascending") for c in cluster_by])
+        return cls(rows, rows.num_rows)
+
     def preview(self, n: int) -> list[dict[str, Any]]:
         return self.data.slice(0, n).to_pylist()
 
@@ -74,9 +81,19 @@ def stage_rows(
         ],
         schema=schema,
     )
-    if cluster_by:
-        arrow = arrow.sort_by([(c, "ascending") for c in cluster_by])
-    return Staged(arrow, arrow.num_rows)
+    return Staged.of(arrow, cluster_by)
+
+
+def with_month(rows: pa.Table, month: Month, schema: pa.Schema) -> pa.Table:
+    """Rows read without their partition columns (`read_month_arrow`), in `schema` again."""
+    values = dict(zip(PARTITION_COLUMNS, (month.ano, month.mes), strict=True))
+    columns = [
+        pa.repeat(pa.scalar(values[f.name], f.type), rows.num_rows)
+        if f.name in values
+        else rows[f.name]
+        for f in schema
+    ]
+    return pa.table(columns, schema=schema)
 
 
 @dataclass(frozen=True)
@@ -104,6 +121,10 @@ class DeltaTables(ABC):
     @abstractmethod
     def read_month(self, spark: SparkSession, table: str, month: Month) -> DataFrame | None:
         """The month's rows, or None when the table does not exist yet."""
+
+    @abstractmethod
+    def read_month_arrow(self, table: str, month: Month) -> pa.Table | None:
+        """The month's rows as Arrow on the driver, partition columns omitted."""
 
     @abstractmethod
     def replace_month(
@@ -282,10 +303,7 @@ class DeltaRsTables(DeltaTables):
             return TableWrite(table, self._open(table).version(), arrow.num_rows, metrics)
         # The MERGE is computed in Arrow (lake/merge.py says why) and written as one overwrite
         # of the month; its counts go into the commit, where DESCRIBE HISTORY shows them.
-        old = self.read_month_arrow(table, month)
-        for column, value in ((PARTITION_COLUMNS[0], month.ano), (PARTITION_COLUMNS[1], month.mes)):
-            field = arrow.schema.field(column)
-            old = old.append_column(field, pa.array([value] * old.num_rows, field.type))
+        old = with_month(self.read_month_arrow(table, month), month, arrow.schema)
         merged, metrics = merge_rows(old, arrow, key, values)
         merged = merged.sort_by([(c, "ascending") for c in key])
         counts = {f"cvm210.{name}": str(count) for name, count in metrics.items()}
