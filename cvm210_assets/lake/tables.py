@@ -305,7 +305,6 @@ class DeltaRsTables(DeltaTables):
         # of the month; its counts go into the commit, where DESCRIBE HISTORY shows them.
         old = with_month(self.read_month_arrow(table, month), month, arrow.schema)
         merged, metrics = merge_rows(old, arrow, key, values)
-        merged = merged.sort_by([(c, "ascending") for c in key])
         counts = {f"cvm210.{name}": str(count) for name, count in metrics.items()}
         write_deltalake(
             self.uri(table),
