@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, write_deltalake
@@ -72,28 +73,29 @@ def stage_rows(
     large = rows.sparkSession.conf.get("spark.sql.execution.arrow.useLargeVarTypes", "false")
     schema = to_arrow_schema(rows.schema, timezone="UTC", prefers_large_types=large == "true")
     computed = rows.drop(*constants).toArrow()
-    arrow = pa.table(
+    columns = {name: computed[name] for name in computed.column_names} | dict(constants)
+    return Staged.of(arrow_table(schema, columns, computed.num_rows), cluster_by)
+
+
+def arrow_table(schema: pa.Schema, columns: Mapping[str, Any], num_rows: int) -> pa.Table:
+    """A table in `schema`: arrays cast to their field's type, and single values (a month's
+    lineage, its partition) repeated on every row."""
+    return pa.table(
         [
-            pa.repeat(pa.scalar(constants[f.name], f.type), computed.num_rows)
-            if f.name in constants
-            else computed[f.name]
+            pc.cast(columns[f.name], f.type)
+            if isinstance(columns[f.name], pa.Array | pa.ChunkedArray)
+            else pa.repeat(pa.scalar(columns[f.name], f.type), num_rows)
             for f in schema
         ],
         schema=schema,
     )
-    return Staged.of(arrow, cluster_by)
 
 
 def with_month(rows: pa.Table, month: Month, schema: pa.Schema) -> pa.Table:
     """Rows read without their partition columns (`read_month_arrow`), in `schema` again."""
-    values = dict(zip(PARTITION_COLUMNS, (month.ano, month.mes), strict=True))
-    columns = [
-        pa.repeat(pa.scalar(values[f.name], f.type), rows.num_rows)
-        if f.name in values
-        else rows[f.name]
-        for f in schema
-    ]
-    return pa.table(columns, schema=schema)
+    columns = {name: rows[name] for name in rows.column_names}
+    columns |= dict(zip(PARTITION_COLUMNS, (month.ano, month.mes), strict=True))
+    return arrow_table(schema, columns, rows.num_rows)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from pyspark.sql.pandas.types import to_arrow_schema
 
 from cvm210_assets.lake.merge import month_diff, null_safe_equal
 from cvm210_assets.lake.schemas import SILVER_CHANGES, SILVER_KEY, SILVER_VALUES
+from cvm210_assets.lake.tables import arrow_table
 from cvm210_assets.partitions import Month
 
 INSERTED, UPDATED, DELETED = "inserida", "alterada", "removida"
@@ -93,13 +94,4 @@ def restatement_changes(
         "ano": month.ano,
         "mes": month.mes,
     }
-    schema = to_arrow_schema(SILVER_CHANGES, timezone="UTC")
-    return pa.table(
-        [
-            pc.cast(values[f.name], f.type)
-            if isinstance(values[f.name], pa.Array | pa.ChunkedArray)
-            else pa.repeat(pa.scalar(values[f.name], f.type), len(kinds))
-            for f in schema
-        ],
-        schema=schema,
-    )
+    return arrow_table(to_arrow_schema(SILVER_CHANGES, timezone="UTC"), values, len(kinds))
