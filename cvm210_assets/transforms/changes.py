@@ -54,23 +54,24 @@ def restatement_changes(
     after = after.select(columns)
     before = before.select(columns).cast(after.schema)
     diff = month_diff(before, after, SILVER_KEY, SILVER_VALUES)
-    updated, inserted, deleted = (
-        diff.new_matched.filter(diff.changed),
-        len(diff.inserted),
-        len(diff.deleted),
-    )
+    n_updated = pc.sum(diff.changed.cast(pa.int64())).as_py() or 0
+    n_inserted, n_deleted = len(diff.inserted), len(diff.deleted)
     # The two sides of every change, row for row: updated, then inserted, then removed.
     new = pa.concat_tables(
-        [after.take(updated), after.take(diff.inserted), _nulls(after.schema, deleted)]
+        [
+            after.take(diff.new_matched.filter(diff.changed)),
+            after.take(diff.inserted),
+            _nulls(after.schema, n_deleted),
+        ]
     )
     old = pa.concat_tables(
         [
             before.take(diff.old_matched.filter(diff.changed)),
-            _nulls(after.schema, inserted),
+            _nulls(after.schema, n_inserted),
             before.take(diff.deleted),
         ]
     )
-    kinds = pa.array([UPDATED] * len(updated) + [INSERTED] * inserted + [DELETED] * deleted)
+    kinds = pa.array([UPDATED] * n_updated + [INSERTED] * n_inserted + [DELETED] * n_deleted)
     no_text = pa.scalar(None, pa.string())
     names = [
         pc.if_else(null_safe_equal(new[c], old[c]), no_text, pa.scalar(c)) for c in SILVER_VALUES
