@@ -248,3 +248,22 @@ def test_the_arrow_merge_pairs_rows_by_position_only_when_every_key_lines_up() -
     swapped = table([("1", "S", 10, 9), ("1", None, 6, 8), ("2", None, 7, 7)])
     assert not _aligned(old, swapped, key)
     assert merge_rows(old, swapped, key, values)[1]["num_target_rows_updated"] == 2
+
+
+def test_staged_constants_equal_what_spark_would_have_sent(spark, tmp_path: Path) -> None:
+    """stage_rows adds a month's lineage in Arrow: same columns, order, types and values as
+    Spark's own conversion of the whole frame."""
+    from cvm210_assets.lake.tables import stage_rows
+
+    path = tmp_path / "m.csv"
+    path.write_bytes(generate_month(MonthSpec(2024, 3, "b", n_funds=6, seed=3, dirt=True)))
+    lines = spark.read.option("lineSep", "\n").text(str(path))
+    lineage = bronze_lineage(LAYOUTS["b"], MARCH, "raw/m.csv", "f" * 64, NOW)
+    rows = bronze_rows(lines, LAYOUTS["b"], lineage)
+
+    staged = stage_rows(rows, cluster_by=("numero_linha",), constants=lineage)
+
+    expected = rows.toArrow().sort_by("numero_linha")
+    assert staged.data.schema == expected.schema
+    assert staged.data.equals(expected)
+    assert set(staged.data["dh_ingestao"].to_pylist()) == {NOW}
