@@ -67,6 +67,39 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if run_demo(lake, args.months or DEMO_MONTHS, args.funds) else 1
 
 
+def _spark_server(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from cvm210_assets.resources import spark_config
+    from cvm210_assets.spark_server import (
+        DEFAULT_PORT,
+        REMOTE_ENV,
+        SparkServer,
+        SparkServerError,
+        remote_port,
+    )
+
+    settings = Settings.from_env()
+    port = args.port or (remote_port(settings.spark_remote) if settings.spark_remote else None)
+    server = SparkServer(spark_config(replace(settings, spark_remote=None)), port or DEFAULT_PORT)
+    try:
+        server.start()
+    except SparkServerError as error:
+        print(f"cvm210 spark-server: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"cvm210 spark-server: listening on {server.remote}; runs attach with"
+        f" {REMOTE_ENV}={server.remote} and the same token. Ctrl-C stops it.",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        return server.wait()
+    except KeyboardInterrupt:
+        server.stop()
+        return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="cvm210", description="CVM daily fund reports as a bronze/silver/gold Delta lake."
@@ -114,6 +147,18 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--months", nargs="*", help="partition keys YYYY-MM (default: 3 months)")
     demo.add_argument("--funds", type=int, default=300, help="funds per generated month")
     demo.set_defaults(run=_demo)
+
+    server = commands.add_parser(
+        "spark-server",
+        help="keep a local Spark up between runs (Spark Connect), so runs skip Spark's start",
+        description="Runs a Spark Connect server on 127.0.0.1 until Ctrl-C, sized like a run's"
+        " own Spark (CVM210_SPARK_MASTER, CVM210_SPARK_DRIVER_MEMORY, ...). Clients need the"
+        " token in CVM210_SPARK_TOKEN; runs attach when CVM210_SPARK_REMOTE=sc://localhost:PORT.",
+    )
+    server.add_argument(
+        "--port", type=int, help="default: the port of CVM210_SPARK_REMOTE, else 15002"
+    )
+    server.set_defaults(run=_spark_server)
 
     args = parser.parse_args(argv)
     return args.run(args)

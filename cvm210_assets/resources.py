@@ -6,7 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from dagster import ConfigurableResource, ResourceDefinition, ResourceParam, StepLauncher
+from dagster import (
+    ConfigurableResource,
+    InitResourceContext,
+    ResourceDefinition,
+    ResourceParam,
+    StepLauncher,
+)
 from dagster_aws.s3 import S3Resource
 from dagster_pyspark import LazyPySparkResource
 from pydantic import PrivateAttr
@@ -23,6 +29,7 @@ from cvm210_assets.lake.tables import DeltaRsTables, DeltaTables
 from cvm210_assets.partitions import Month
 from cvm210_assets.settings import Settings
 from cvm210_assets.source.download import Downloaded, NotFound, NotModified, RetryPolicy, download
+from cvm210_assets.spark_server import connect_session
 
 # What a Spark asset declares to be launchable: the Databricks step launcher, or None (the step
 # runs in this process). Dagster launches a step through the StepLauncher among its resources.
@@ -99,6 +106,9 @@ def spark_config(settings: Settings) -> dict[str, Any]:
     }
     if settings.on_databricks_cluster:
         return session
+    session["spark.sql.shuffle.partitions"] = str(settings.spark_shuffle_partitions)
+    if settings.spark_remote:
+        return session  # the server's JVM is sized by `cvm210 spark-server`, with the rest
     return {
         **session,
         "spark.master": settings.spark_master,
@@ -108,11 +118,26 @@ def spark_config(settings: Settings) -> dict[str, Any]:
         # where G1's concurrent threads compete with it (about 10 % on a 1.5 M-row month).
         # The class archive (jvm_archive.py) halves the session's start when setup built it.
         "spark.driver.extraJavaOptions": driver_java_options("-XX:+UseParallelGC"),
-        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
         "spark.default.parallelism": str(settings.spark_shuffle_partitions),
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
     }
+
+
+class SparkSessionResource(LazyPySparkResource):
+    """The run's Spark: started in this process when a step first asks for it, or a session on
+    the Spark Connect server at `remote` (spark_server.py), released when the run ends."""
+
+    remote: str | None = None
+
+    def _init_session(self) -> None:
+        if self._spark_session is None and self.remote:
+            self._spark_session = connect_session(self.remote, self.spark_config)
+        super()._init_session()
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self.remote and self._spark_session is not None:
+            self._spark_session.stop()  # frees the run's cached rows on the server
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
@@ -122,7 +147,9 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "lake": Lake(uri=settings.lake_uri, s3=S3Resource(), table_engine=settings.table_engine),
         # Lazy: no JVM starts until a step asks for the session, so steps that skip unchanged
         # months, and the local side of a launched step, never pay for one.
-        "pyspark": LazyPySparkResource(spark_config=spark_config(settings)),
+        "pyspark": SparkSessionResource(
+            spark_config=spark_config(settings), remote=settings.spark_remote
+        ),
         # The Spark assets' launcher: Databricks where Dagster launches steps onto a cluster;
         # nothing locally or on the cluster itself, where the step runs in this process.
         "step_launcher": (

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cvm210_assets.databricks import DatabricksSettings
 from cvm210_assets.source.urls import CVM_DADOS_URL
+from cvm210_assets.spark_server import remote_port
 
 COMPUTE_CHOICES = ("local", "databricks")
 TABLE_ENGINES = ("delta-rs", "delta-spark")
@@ -31,6 +32,9 @@ class Settings:
     # process: locally, or on the cluster itself (Databricks sets DATABRICKS_RUNTIME_VERSION).
     databricks: DatabricksSettings | None = None
     on_databricks_cluster: bool = False
+    # sc://localhost:PORT of a Spark Connect server kept up between runs (spark_server.py);
+    # None where each run starts Spark in its own process.
+    spark_remote: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -56,6 +60,7 @@ class Settings:
                 "CVM210_TABLE_ENGINE=delta-spark needs CVM210_COMPUTE=databricks: local Spark"
                 " has no Delta Lake jars (local tables go through delta-rs)"
             )
+        remote = _spark_remote(env.get("CVM210_SPARK_REMOTE", ""), compute)
         on_cluster = bool(env.get("DATABRICKS_RUNTIME_VERSION"))
         if compute == "databricks" and not lake.startswith("s3://"):
             raise ValueError(
@@ -76,4 +81,17 @@ class Settings:
                 else None
             ),
             on_databricks_cluster=compute == "databricks" and on_cluster,
+            spark_remote=remote,
         )
+
+
+def _spark_remote(value: str, compute: str) -> str | None:
+    if not value.strip():
+        return None
+    if compute != "local":
+        raise ValueError(
+            "CVM210_SPARK_REMOTE is for local runs: with CVM210_COMPUTE=databricks the Spark"
+            " steps run on the cluster"
+        )
+    remote_port(value.strip())  # raises, naming the variable, when it is not sc://localhost:PORT
+    return value.strip()

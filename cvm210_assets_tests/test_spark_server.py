@@ -1,0 +1,184 @@
+"""Runs attached to a Spark Connect server kept up between them (`cvm210 spark-server`).
+
+The runs are `dagster asset materialize` processes, as a user's would be: a process that
+attaches to a server switches PySpark to Connect for good, so it cannot be this test process,
+which holds the suite's own SparkSession.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month, restate
+from cvm210_assets.fake_cvm.server import FakeCvm
+from cvm210_assets.resources import spark_config
+from cvm210_assets.settings import Settings
+from cvm210_assets.spark_server import (
+    TOKEN_ENV,
+    SparkServer,
+    SparkServerError,
+    connect_session,
+    server_command,
+)
+from cvm210_assets_tests.conftest import make_pipeline, settings_for
+from cvm210_assets_tests.expectations import assert_gold, assert_rejects, assert_silver
+from cvm210_assets_tests.reference import expected_month
+
+KEY = "2024-03"
+ASSETS = "raw_zip,s3_csv_partition,bronze,silver,gold_kpis"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SparkServer, str, Path]]:
+    token = secrets.token_hex(16)
+    log = tmp_path_factory.mktemp("spark-server") / "server.log"
+    conf = spark_config(settings_for("unused", "unused"))
+    with pytest.MonkeyPatch.context() as env, log.open("wb") as output:
+        env.setenv(TOKEN_ENV, token)
+        with SparkServer(conf, _free_port(), output=output) as up:
+            yield up, token, log
+
+
+def _materialize(server: SparkServer, token: str, fake: FakeCvm, lake: Path) -> str:
+    """One month through the five assets in a run of its own; its output, or a failure."""
+    env = {
+        **os.environ,
+        "CVM210_SOURCE_URL": fake.base_url,
+        "CVM210_LAKE_URI": str(lake),
+        "CVM210_SPARK_REMOTE": server.remote,
+        TOKEN_ENV: token,
+        # A run that started Spark in its own process instead would fail on this master.
+        "CVM210_SPARK_MASTER": "no-spark-in-the-run-process",
+    }
+    command = [
+        sys.executable, "-m", "dagster", "asset", "materialize",
+        "-m", "cvm210_assets.definitions", "--select", ASSETS, "--partition", KEY,
+    ]  # fmt: skip
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    output = run.stdout + run.stderr
+    if run.returncode != 0:
+        raise AssertionError(output[-3000:])
+    return output
+
+
+def _assert_month(lake: Path, csv: bytes, merged: bool = False) -> None:
+    pipeline = make_pipeline(str(lake), "unused")
+    expected = expected_month(csv, 2024, 3)
+    assert len(pipeline.rows("bronze", KEY)) == len(expected.bronze)
+    # After a MERGE, unchanged rows keep the line of the version that wrote them.
+    assert_silver(pipeline.rows("silver", KEY), expected.silver, with_line=not merged)
+    assert_rejects(pipeline.rows("silver_rejects", KEY), expected)
+    assert_gold(pipeline.rows("gold_kpis", KEY), expected.gold)
+
+
+def test_runs_attach_to_the_server_and_a_restatement_merges_through_it(
+    server: tuple[SparkServer, str, Path], fake_cvm: FakeCvm, tmp_path: Path
+) -> None:
+    up, token, log = server
+    csv = generate_month(MonthSpec(2024, 3, "b", n_funds=40, seed=4, dirt=True))
+    fake_cvm.publish_month(2024, 3, csv)
+    lake = tmp_path / "lake"
+
+    first = _materialize(up, token, fake_cvm, lake)
+    _assert_month(lake, csv)
+
+    restated = restate(csv, seed=5, change_share=0.1, n_add=3, n_remove=2)
+    fake_cvm.publish_month(2024, 3, restated)
+    second = _materialize(up, token, fake_cvm, lake)  # a new run, a new session on the server
+    _assert_month(lake, restated, merged=True)
+    assert make_pipeline(str(lake), "unused").tables.version("silver") == 1
+
+    for text in (first, second, log.read_text(errors="replace")):
+        assert token not in text
+
+
+def test_a_run_with_the_wrong_token_is_refused_and_writes_nothing(
+    server: tuple[SparkServer, str, Path], fake_cvm: FakeCvm, tmp_path: Path
+) -> None:
+    up, _, _ = server
+    fake_cvm.publish_month(2024, 3, generate_month(MonthSpec(2024, 3, "b", n_funds=5, seed=4)))
+    lake = tmp_path / "lake"
+    wrong = "wrong-" + secrets.token_hex(8)
+
+    with pytest.raises(AssertionError) as refused:
+        _materialize(up, wrong, fake_cvm, lake)
+
+    assert "Invalid authentication token" in str(refused.value)
+    assert wrong not in str(refused.value)
+    assert make_pipeline(str(lake), "unused").tables.version("bronze") is None
+
+
+def test_attaching_fails_at_once_naming_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    remote = f"sc://localhost:{_free_port()}"  # nothing listens there
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    with pytest.raises(SparkServerError, match=TOKEN_ENV):
+        connect_session(remote, {})
+
+    token = secrets.token_hex(16)
+    monkeypatch.setenv(TOKEN_ENV, token)
+    started = time.monotonic()
+    with pytest.raises(SparkServerError, match="cvm210 spark-server") as error:
+        connect_session(remote, {})
+    assert time.monotonic() - started < 10  # Spark Connect's own client retries for minutes
+    assert remote in str(error.value) and token not in str(error.value)
+
+
+def test_the_server_listens_on_loopback_and_its_token_stays_off_its_command_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, "secret-token")
+    command = server_command(spark_config(settings_for("unused", "unused")), 15099)
+
+    assert "spark.connect.grpc.binding.address=127.0.0.1" in command
+    assert "spark.connect.grpc.binding.port=15099" in command
+    assert command[command.index("--master") + 1] == "local[2]"
+    assert "spark.driver.memory=2g" in command
+    assert not any("secret-token" in part for part in command)
+
+
+@pytest.mark.parametrize(
+    ("value", "compute", "message"),
+    [
+        ("sc://127.0.0.1:15002", "local", "expected sc://localhost:PORT"),
+        ("localhost:15002", "local", "expected sc://localhost:PORT"),
+        ("sc://localhost:15002/;token=abc", "local", "expected sc://localhost:PORT"),
+        ("sc://localhost:15002", "databricks", "is for local runs"),
+    ],
+)
+def test_remote_setting_is_a_local_connect_address(
+    monkeypatch: pytest.MonkeyPatch, value: str, compute: str, message: str
+) -> None:
+    monkeypatch.setenv("CVM210_SPARK_REMOTE", value)
+    monkeypatch.setenv("CVM210_COMPUTE", compute)
+    monkeypatch.setenv("CVM210_LAKE_URI", "s3://bucket/lake")
+    with pytest.raises(ValueError, match="CVM210_SPARK_REMOTE") as error:
+        Settings.from_env()
+    assert message in str(error.value)
+
+
+def test_remote_runs_send_only_session_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    local = settings_for("unused", "unused")
+    remote = replace(local, spark_remote="sc://localhost:15002")
+
+    assert spark_config(remote) == {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.shuffle.partitions": "2",
+    }
+    assert spark_config(local)["spark.driver.memory"] == "2g"
