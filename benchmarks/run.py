@@ -55,7 +55,8 @@ def _peak_mb(pid: int | str = "self") -> float | None:
     return None
 
 
-def _jvm_pids() -> list[int]:
+def _jvm_pids(parent: int | None = None) -> list[int]:
+    parent = os.getpid() if parent is None else parent
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -65,7 +66,7 @@ def _jvm_pids() -> list[int]:
             cmdline = (proc / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(stat[3]) == os.getpid() and b"java" in cmdline:
+        if int(stat[3]) == parent and b"java" in cmdline:
             pids.append(int(proc.name))
     return pids
 
@@ -171,15 +172,48 @@ def child(args: argparse.Namespace) -> dict:
 # --- the parent: data, scenarios, reference, report -------------------------------------------
 
 
-def _scenario(name: str, lake: Path, source: str) -> dict:
+def _scenario(name: str, lake: Path, source: str, remote: str | None = None) -> dict:
     command = [sys.executable, __file__, "--child", name, "--lake", str(lake), "--source", source]
+    env = {**os.environ, "CVM210_SPARK_REMOTE": remote} if remote else None
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"scenario {name} failed:\n{done.stderr[-4000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["process_s"] = round(time.perf_counter() - started, 1)
     return result
+
+
+def _with_server(fake, csv: bytes, work: Path, duckdb_s: float) -> dict:
+    """The month and its restatement in runs attached to a Spark Connect server that has done
+    one month already (`cvm210 spark-server`, kept up between runs)."""
+    import secrets
+    import socket
+
+    from cvm210_assets.fake_cvm.generator import restate
+    from cvm210_assets.resources import spark_config
+    from cvm210_assets.settings import Settings
+    from cvm210_assets.spark_server import TOKEN_ENV, SparkServer
+
+    os.environ[TOKEN_ENV] = secrets.token_hex(16)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    work.mkdir(parents=True)
+    with (
+        (work / "server.log").open("wb") as log,
+        SparkServer(spark_config(Settings.from_env()), port, output=log) as server,
+    ):
+        fake.publish_month(*MONTH, csv)
+        out = {"warm_up": _scenario("month", work / "warm-up", fake.base_url, server.remote)}
+        out["month"] = _scenario("month", work / "lake", fake.base_url, server.remote)
+        fake.publish_month(*MONTH, restate(csv, seed=2, change_share=0.01, n_add=0, n_remove=0))
+        out["restated"] = _scenario("restated", work / "lake", fake.base_url, server.remote)
+        out["server_jvm_peak_mb"] = max(
+            (_peak_mb(p) or 0 for p in [server.pid, *_jvm_pids(server.pid)]), default=None
+        )
+    out["ratio_to_duckdb"] = round(out["month"]["run_s"] / duckdb_s, 1)
+    return out
 
 
 def duckdb_reference(csv_path: Path, out: Path) -> float:
@@ -287,6 +321,7 @@ def main() -> None:
             csv_path.write_bytes(csv)
             entry["duckdb_s"] = duckdb_reference(csv_path, work / f"gold-{rows}.parquet")
             entry["ratio_to_duckdb"] = round(entry["month"]["run_s"] / entry["duckdb_s"], 1)
+            entry["server"] = _with_server(fake, csv, work / f"server-{rows}", entry["duckdb_s"])
             report["sizes"][str(rows)] = entry
             print(json.dumps({str(rows): entry}), flush=True)
             del csv
@@ -338,6 +373,25 @@ def markdown(report: dict) -> str:
             f" {merge.get('files_removed')} file(s)"
             f" replaced ({merge.get('rows_updated')} rows updated) |"
             f" {e['ingest']['python_heap_peak_mb']} / {e['ingest']['rss_growth_mb']} |"
+        )
+    lines += [
+        "",
+        "Runs attached to a warm Spark server (`cvm210 spark-server`, after one month):",
+        "",
+        "| rows | run s (raw_zip → gold) | raw_zip | s3_csv | bronze | silver | gold | ratio"
+        " | restated: silver s (MERGE s) | Python / server JVM peak MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e in report["sizes"].values():
+        w = e["server"]
+        s = w["month"]["steps_s"]
+        merge = w["restated"].get("silver_merge", {})
+        lines.append(
+            f"| {e['rows']:,} | {w['month']['run_s']} | {s.get('raw_zip')} |"
+            f" {s.get('s3_csv_partition')} | {s.get('bronze')} | {s.get('silver')} |"
+            f" {s.get('gold_kpis')} | {w['ratio_to_duckdb']}× |"
+            f" {w['restated']['steps_s'].get('silver')} ({merge.get('seconds')}) |"
+            f" {w['month']['python_peak_mb']} / {w['server_jvm_peak_mb']} |"
         )
     b = report["backfill"]
     lines += [

@@ -116,6 +116,10 @@ class SparkServer:
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    @property
     def remote(self) -> str:
         return f"sc://localhost:{self.port}"
 

@@ -96,7 +96,7 @@ def extract_month(
                     out.write(data)
                     digest.update(data)
                     written += len(data)
-                    rows += sum(1 for line in lines if _is_data_line(line))
+                    rows += _data_lines(lines)
                     if written > limit:
                         raise ArchiveError(
                             f"{where}: unzips to more than {limit} bytes (a zip bomb?); stopped"
@@ -115,9 +115,10 @@ def extract_month(
     )
 
 
-def _is_data_line(line: bytes) -> bool:
-    """Any line but an empty one: one line terminator (LF or CRLF) does not count."""
-    return line.removesuffix(b"\n").removesuffix(b"\r") != b""
+def _data_lines(lines: list[bytes]) -> int:
+    """Lines but empty ones: one line terminator (LF or CRLF; a lone CR ends the file) does not
+    count. list.count compares in C: a Python test per line was a second of a 1.5 M-row month."""
+    return len(lines) - sum(lines.count(empty) for empty in (b"\n", b"\r\n", b"\r"))
 
 
 def _line_batches(stream: BinaryIO) -> Iterator[list[bytes]]:
