@@ -353,13 +353,32 @@ def markdown(report: dict) -> str:
         "",
         f"Spark's fixed cost in a fresh process: session {fixed['spark_session_s']} s,"
         f" first job {fixed['first_job_s']} s.",
+    ]
+    if report["sizes"]:
+        lines += _size_tables(report["sizes"])
+    b = report["backfill"]
+    lines += [
+        "",
+        f"12-month backfill in one run ({b['rows_per_month']:,} rows a month): {b['run_s']} s"
+        f" (steps: {', '.join(f'{k} {v}' for k, v in b['steps_s'].items())}).",
+    ]
+    sizes = report["sizes"]
+    if "1500000" in sizes and "3000000" in sizes:
+        ratio = sizes["3000000"]["month"]["run_s"] / sizes["1500000"]["month"]["run_s"]
+        lines.append(f"3 M rows ÷ 1.5 M rows: {ratio:.2f}×.")
+    lines.append(f"The whole benchmark took {report['benchmark_s']} s.")
+    return "\n".join(lines) + "\n"
+
+
+def _size_tables(sizes: dict) -> list[str]:
+    lines = [
         "",
         "| rows | CSV MB | run s (raw_zip → gold) | raw_zip | s3_csv | bronze | silver | gold"
         " | DuckDB s | ratio | Python / JVM peak MB | unchanged rerun s (Spark? new files)"
         " | restated: silver s (MERGE s), files rewritten | ingestion heap / RSS growth MB |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for e in report["sizes"].values():
+    for e in sizes.values():
         s = e["month"]["steps_s"]
         merge = e["restated"].get("silver_merge", {})
         lines.append(
@@ -382,7 +401,7 @@ def markdown(report: dict) -> str:
         " | restated: silver s (MERGE s) | Python / server JVM peak MB |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for e in report["sizes"].values():
+    for e in sizes.values():
         w = e["server"]
         s = w["month"]["steps_s"]
         merge = w["restated"].get("silver_merge", {})
@@ -393,18 +412,7 @@ def markdown(report: dict) -> str:
             f" {w['restated']['steps_s'].get('silver')} ({merge.get('seconds')}) |"
             f" {w['month']['python_peak_mb']} / {w['server_jvm_peak_mb']} |"
         )
-    b = report["backfill"]
-    lines += [
-        "",
-        f"12-month backfill in one run ({b['rows_per_month']:,} rows a month): {b['run_s']} s"
-        f" (steps: {', '.join(f'{k} {v}' for k, v in b['steps_s'].items())}).",
-    ]
-    sizes = report["sizes"]
-    if "1500000" in sizes and "3000000" in sizes:
-        ratio = sizes["3000000"]["month"]["run_s"] / sizes["1500000"]["month"]["run_s"]
-        lines.append(f"3 M rows ÷ 1.5 M rows: {ratio:.2f}×.")
-    lines.append(f"The whole benchmark took {report['benchmark_s']} s.")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 if __name__ == "__main__":
