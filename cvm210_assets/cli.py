@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import TYPE_CHECKING
 
@@ -79,12 +80,13 @@ def _spark_server(args: argparse.Namespace) -> int:
         remote_port,
     )
 
-    settings = Settings.from_env()
-    port = args.port or (remote_port(settings.spark_remote) if settings.spark_remote else None)
-    server = SparkServer(spark_config(replace(settings, spark_remote=None)), port or DEFAULT_PORT)
     try:
+        settings = Settings.from_env()
+        remote = settings.spark_remote
+        port = args.port or (remote_port(remote) if remote else DEFAULT_PORT)
+        server = SparkServer(spark_config(replace(settings, spark_remote=None)), port)
         server.start()
-    except SparkServerError as error:
+    except (SparkServerError, ValueError) as error:
         print(f"cvm210 spark-server: {error}", file=sys.stderr)
         return 1
     print(
@@ -93,11 +95,15 @@ def _spark_server(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    # The server runs in a session of its own: stop it however this command is ended.
+    for ending in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(ending, lambda *_: sys.exit(0))
     try:
         return server.wait()
     except KeyboardInterrupt:
-        server.stop()
         return 0
+    finally:
+        server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

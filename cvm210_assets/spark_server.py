@@ -52,8 +52,8 @@ def _token() -> str:
     if not token:
         raise SparkServerError(
             f"{TOKEN_ENV} is not set: a Spark Connect server and the runs that attach to it"
-            f" share a secret token (README, Performance), e.g. export {TOKEN_ENV}=$(python -c"
-            " 'import secrets; print(secrets.token_hex(16))')"
+            " share a secret token (README, Keeping Spark up between runs), e.g. export"
+            f" {TOKEN_ENV}=$(python -c 'import secrets; print(secrets.token_hex(16))')"
         )
     return token
 

@@ -182,3 +182,38 @@ def test_remote_runs_send_only_session_settings(monkeypatch: pytest.MonkeyPatch)
         "spark.sql.shuffle.partitions": "2",
     }
     assert spark_config(local)["spark.driver.memory"] == "2g"
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "cvm210_assets.cli", "spark-server", *args]
+    return subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+
+
+def test_the_command_stops_its_server_when_it_is_terminated(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, TOKEN_ENV: secrets.token_hex(16), "CVM210_SPARK_DRIVER_MEMORY": "1g"}
+    command = _cli("--port", str(port), env=env)
+    try:
+        assert command.stderr is not None
+        said = command.stderr.readline()
+        while said and "listening" not in said:  # Spark's own start-up lines come first
+            said = command.stderr.readline()
+        assert f"listening on sc://localhost:{port}" in said
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+
+        command.terminate()  # SIGTERM, as `kill` or a service manager sends it
+        assert command.wait(timeout=60) == 0
+    finally:
+        command.kill()
+    with pytest.raises(OSError):  # the server went with it: nothing listens any more
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_the_command_refuses_to_start_without_a_token() -> None:
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
+    command = _cli("--port", str(_free_port()), env=env)
+    _, said = command.communicate(timeout=60)
+
+    assert command.returncode == 1
+    assert f"cvm210 spark-server: {TOKEN_ENV} is not set" in said
