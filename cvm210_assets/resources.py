@@ -130,6 +130,10 @@ class SparkSessionResource(LazyPySparkResource):
 
     remote: str | None = None
 
+    @classmethod
+    def _is_dagster_maintained(cls) -> bool:
+        return False  # ours, though it extends dagster-pyspark's
+
     def _init_session(self) -> None:
         if self._spark_session is None and self.remote:
             self._spark_session = connect_session(self.remote, self.spark_config)
