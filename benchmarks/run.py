@@ -379,12 +379,10 @@ def _size_tables(sizes: dict) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in sizes.values():
-        s = e["month"]["steps_s"]
         merge = e["restated"].get("silver_merge", {})
         lines.append(
-            f"| {e['rows']:,} | {e['csv_mb']} | {e['month']['run_s']} | {s.get('raw_zip')} |"
-            f" {s.get('s3_csv_partition')} | {s.get('bronze')} | {s.get('silver')} |"
-            f" {s.get('gold_kpis')} | {e['duckdb_s']} | {e['ratio_to_duckdb']}× |"
+            f"| {e['rows']:,} | {e['csv_mb']} | {e['month']['run_s']} | {_steps(e['month'])} |"
+            f" {e['duckdb_s']} | {e['ratio_to_duckdb']}× |"
             f" {e['month']['python_peak_mb']} / {e['month']['jvm_peak_mb']} |"
             f" {e['unchanged']['run_s']} ({'yes' if e['unchanged']['spark_started'] else 'no'},"
             f" {e['unchanged']['new_data_files']}) |"
@@ -403,16 +401,19 @@ def _size_tables(sizes: dict) -> list[str]:
     ]
     for e in sizes.values():
         w = e["server"]
-        s = w["month"]["steps_s"]
         merge = w["restated"].get("silver_merge", {})
         lines.append(
-            f"| {e['rows']:,} | {w['month']['run_s']} | {s.get('raw_zip')} |"
-            f" {s.get('s3_csv_partition')} | {s.get('bronze')} | {s.get('silver')} |"
-            f" {s.get('gold_kpis')} | {w['ratio_to_duckdb']}× |"
+            f"| {e['rows']:,} | {w['month']['run_s']} | {_steps(w['month'])} |"
+            f" {w['ratio_to_duckdb']}× |"
             f" {w['restated']['steps_s'].get('silver')} ({merge.get('seconds')}) |"
             f" {w['month']['python_peak_mb']} / {w['server_jvm_peak_mb']} |"
         )
     return lines
+
+
+def _steps(run: dict) -> str:
+    steps = ("raw_zip", "s3_csv_partition", "bronze", "silver", "gold_kpis")
+    return " | ".join(str(run["steps_s"].get(step)) for step in steps)
 
 
 if __name__ == "__main__":
