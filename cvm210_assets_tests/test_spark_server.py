@@ -192,7 +192,7 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
 
 
-def test_the_command_stops_its_server_when_it_is_terminated(tmp_path: Path) -> None:
+def test_the_command_stops_its_server_when_it_is_terminated() -> None:
     port = _free_port()
     env = {**os.environ, TOKEN_ENV: secrets.token_hex(16), "CVM210_SPARK_DRIVER_MEMORY": "1g"}
     command = _cli("--port", str(port), env=env)
