@@ -21,6 +21,8 @@ from cvm210_assets.fake_cvm.server import FakeCvm
 from cvm210_assets.lake.tables import DeltaRsTables
 from cvm210_assets.partitions import Month
 from cvm210_assets.settings import Settings
+from cvm210_assets_tests.expectations import assert_gold, assert_rejects, assert_silver
+from cvm210_assets_tests.reference import expected_month
 
 # Tests never read the user's configuration.
 for _name in [n for n in os.environ if n.startswith("CVM210_")]:
@@ -87,6 +89,19 @@ class Pipeline:
         arrow = self.tables.read_month_arrow(table, month)
         rows = [] if arrow is None else arrow.to_pylist()
         return [{**row, "ano": month.ano, "mes": month.mes} for row in rows]
+
+
+def assert_month_matches_oracle(
+    pipeline: Pipeline, key: str, csv: bytes, merged: bool = False
+) -> None:
+    """Bronze, silver, rejects and gold of the month equal the oracle's for `csv`. After a
+    MERGE (`merged`), silver's unchanged rows keep the line of the version that wrote them."""
+    month = Month.from_key(key)
+    expected = expected_month(csv, month.ano, month.mes)
+    assert len(pipeline.rows("bronze", key)) == len(expected.bronze)
+    assert_silver(pipeline.rows("silver", key), expected.silver, with_line=not merged)
+    assert_rejects(pipeline.rows("silver_rejects", key), expected)
+    assert_gold(pipeline.rows("gold_kpis", key), expected.gold)
 
 
 def make_pipeline(lake_uri: str, source_url: str) -> Pipeline:

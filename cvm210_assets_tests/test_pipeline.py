@@ -19,8 +19,12 @@ from cvm210_assets.fake_cvm.generator import (
     with_real_rows,
 )
 from cvm210_assets.fake_cvm.server import FakeCvm
-from cvm210_assets.partitions import Month
-from cvm210_assets_tests.conftest import Pipeline, check_results, materialization_metadata
+from cvm210_assets_tests.conftest import (
+    Pipeline,
+    assert_month_matches_oracle,
+    check_results,
+    materialization_metadata,
+)
 from cvm210_assets_tests.expectations import (
     assert_gold,
     assert_lineage,
@@ -59,15 +63,6 @@ def publish_months(fake: FakeCvm) -> dict[str, bytes]:
 def zip_versions(pipeline: Pipeline, stem: str) -> list[str]:
     keys = pipeline.resources["lake"].storage.list(f"raw/zip/{stem}")
     return [k for k in keys if k.endswith(".zip")]
-
-
-def assert_month_matches_oracle(pipeline: Pipeline, key: str, csv: bytes) -> None:
-    month = Month.from_key(key)
-    expected = expected_month(csv, month.ano, month.mes)
-    assert len(pipeline.rows("bronze", key)) == len(expected.bronze)
-    assert_silver(pipeline.rows("silver", key), expected.silver)
-    assert_rejects(pipeline.rows("silver_rejects", key), expected)
-    assert_gold(pipeline.rows("gold_kpis", key), expected.gold)
 
 
 @pytest.mark.parametrize("key", ["2019-07", "2019-11", "2024-03", "2025-01"])

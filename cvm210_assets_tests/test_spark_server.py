@@ -30,9 +30,11 @@ from cvm210_assets.spark_server import (
     connect_session,
     server_command,
 )
-from cvm210_assets_tests.conftest import make_pipeline, settings_for
-from cvm210_assets_tests.expectations import assert_gold, assert_rejects, assert_silver
-from cvm210_assets_tests.reference import expected_month
+from cvm210_assets_tests.conftest import (
+    assert_month_matches_oracle,
+    make_pipeline,
+    settings_for,
+)
 
 KEY = "2024-03"
 ASSETS = "raw_zip,s3_csv_partition,bronze,silver,gold_kpis"
@@ -81,13 +83,7 @@ def _materialize(server: SparkServer, token: str, fake: FakeCvm, lake: Path) -> 
 
 
 def _assert_month(lake: Path, csv: bytes, merged: bool = False) -> None:
-    pipeline = make_pipeline(str(lake), "unused")
-    expected = expected_month(csv, 2024, 3)
-    assert len(pipeline.rows("bronze", KEY)) == len(expected.bronze)
-    # After a MERGE, unchanged rows keep the line of the version that wrote them.
-    assert_silver(pipeline.rows("silver", KEY), expected.silver, with_line=not merged)
-    assert_rejects(pipeline.rows("silver_rejects", KEY), expected)
-    assert_gold(pipeline.rows("gold_kpis", KEY), expected.gold)
+    assert_month_matches_oracle(make_pipeline(str(lake), "unused"), KEY, csv, merged)
 
 
 def test_runs_attach_to_the_server_and_a_restatement_merges_through_it(
