@@ -184,13 +184,12 @@ def _scenario(name: str, lake: Path, source: str, remote: str | None = None) -> 
     return result
 
 
-def _with_server(fake, csv: bytes, work: Path, duckdb_s: float) -> dict:
+def _with_server(fake, csv: bytes, restated: bytes, work: Path, duckdb_s: float) -> dict:
     """The month and its restatement in runs attached to a Spark Connect server that has done
     one month already (`cvm210 spark-server`, kept up between runs)."""
     import secrets
     import socket
 
-    from cvm210_assets.fake_cvm.generator import restate
     from cvm210_assets.resources import spark_config
     from cvm210_assets.settings import Settings
     from cvm210_assets.spark_server import TOKEN_ENV, SparkServer
@@ -207,7 +206,7 @@ def _with_server(fake, csv: bytes, work: Path, duckdb_s: float) -> dict:
         fake.publish_month(*MONTH, csv)
         out = {"warm_up": _scenario("month", work / "warm-up", fake.base_url, server.remote)}
         out["month"] = _scenario("month", work / "lake", fake.base_url, server.remote)
-        fake.publish_month(*MONTH, restate(csv, seed=2, change_share=0.01, n_add=0, n_remove=0))
+        fake.publish_month(*MONTH, restated)
         out["restated"] = _scenario("restated", work / "lake", fake.base_url, server.remote)
         out["server_jvm_peak_mb"] = max(
             (_peak_mb(p) or 0 for p in [server.pid, *_jvm_pids(server.pid)]), default=None
@@ -314,17 +313,20 @@ def main() -> None:
             entry: dict = {"rows": csv.count(b"\n") - 1, "csv_mb": round(len(csv) / 1e6, 1)}
             entry["month"] = _scenario("month", lake, fake.base_url)
             entry["unchanged"] = _scenario("unchanged", lake, fake.base_url)
-            fake.publish_month(*MONTH, restate(csv, seed=2, change_share=0.01, n_add=0, n_remove=0))
+            restated = restate(csv, seed=2, change_share=0.01, n_add=0, n_remove=0)
+            fake.publish_month(*MONTH, restated)
             entry["restated"] = _scenario("restated", lake, fake.base_url)
             entry["ingest"] = _scenario("ingest", work / f"ingest-{rows}", fake.base_url)
             csv_path = work / f"month-{rows}.csv"
             csv_path.write_bytes(csv)
             entry["duckdb_s"] = duckdb_reference(csv_path, work / f"gold-{rows}.parquet")
             entry["ratio_to_duckdb"] = round(entry["month"]["run_s"] / entry["duckdb_s"], 1)
-            entry["server"] = _with_server(fake, csv, work / f"server-{rows}", entry["duckdb_s"])
+            entry["server"] = _with_server(
+                fake, csv, restated, work / f"server-{rows}", entry["duckdb_s"]
+            )
             report["sizes"][str(rows)] = entry
             print(json.dumps({str(rows): entry}), flush=True)
-            del csv
+            del csv, restated
         per_month = max(1, args.backfill_rows // days)
         for mes in range(1, 13):
             spec = MonthSpec(
