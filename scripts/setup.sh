@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One-command set-up: a Java runtime for Spark, a virtualenv in .venv, the package and its
-# test tools. Safe to run again. Usage: ./scripts/setup.sh
+# One-command set-up: a Java runtime for Spark, Maven to fetch Delta Lake's Spark jars once, a
+# virtualenv in .venv, the package and its test tools, the jars (into CVM210_JAR_CACHE, default
+# ~/.cache/cvm210/jars). Safe to run again. Usage: ./scripts/setup.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,19 @@ if ! command -v java >/dev/null 2>&1 || [ "$(java_major)" -lt 17 ]; then
   fi
 fi
 
+# Maven fetches Delta Lake's (and s3a's) jars from Maven Central, once (cvm210_assets/spark_jars.py).
+if ! command -v mvn >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing maven to fetch Spark's Delta Lake jars"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq maven
+  else
+    echo "setup: Maven is needed once to fetch Delta Lake's Spark jars. Install it first, e.g.:" >&2
+    echo "  Debian/Ubuntu: sudo apt-get install maven" >&2
+    echo "  macOS:         brew install maven" >&2
+    exit 1
+  fi
+fi
+
 "$PYTHON" - <<'PY'
 import sys
 if not ((3, 10) <= sys.version_info[:2] <= (3, 12)):
@@ -33,6 +47,8 @@ PY
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[dev]'
+# Delta Lake's Spark jars and s3a's, from Maven Central into the cache; runs stay offline after.
+.venv/bin/python -m cvm210_assets.spark_jars
 # Spark's classes, archived once so that every local Spark session starts in half the time.
 .venv/bin/python -m cvm210_assets.jvm_archive || echo "setup: no JVM class archive; Spark starts slower" >&2
 echo "setup: done. Java $(java_major), $(.venv/bin/python --version), dagster $(.venv/bin/python -c 'import dagster; print(dagster.__version__)')"
