@@ -25,16 +25,51 @@ def _lake_tables(lake_uri: str | None) -> DeltaRsTables:
     return DeltaRsTables(Lake(uri=uri, s3=S3Resource()).storage)
 
 
+def _on_spark(lake: str | None, query: str) -> tuple[list[str], list[tuple]]:
+    """The statement as written, on a local Spark with Delta Lake (its jars from the set-up)."""
+    import tempfile
+    from dataclasses import replace
+
+    from pyspark.sql import SparkSession
+
+    from cvm210_assets.lake.tables import TABLES
+    from cvm210_assets.resources import jar_groups, session_jars, spark_config
+    from cvm210_assets.sql import run_spark
+
+    tables = _lake_tables(lake)
+    settings = replace(Settings.from_env(), lake_uri=tables.storage.root_uri, spark_remote=None)
+    conf = spark_config(settings) | session_jars(settings.jar_cache, jar_groups(settings))
+    with tempfile.TemporaryDirectory(prefix="cvm210-sql-") as warehouse:
+        builder = SparkSession.builder.config("spark.sql.warehouse.dir", warehouse)
+        for key, value in conf.items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
+        try:
+            present = [t for t in TABLES if tables.version(t) is not None]
+            return run_spark(spark, tables.storage.root_uri, present, query)
+        finally:
+            spark.stop()
+
+
 def _sql(args: argparse.Namespace) -> int:
     import duckdb
 
     from cvm210_assets.lake.maintenance import LakeError
+    from cvm210_assets.spark_jars import MissingJars
     from cvm210_assets.sql import SqlError, chart_data, execute, render, write_chart
 
     try:
-        columns, rows = execute(_lake_tables(args.lake), args.query)
+        if args.engine == "spark":
+            from pyspark.errors import PySparkException
+
+            try:
+                columns, rows = _on_spark(args.lake, args.query)
+            except PySparkException as error:  # the statement's own error, as Spark words it
+                raise SqlError(str(error).split("\n")[0]) from None
+        else:
+            columns, rows = execute(_lake_tables(args.lake), args.query)
         chart = chart_data(columns, rows) if args.chart else None
-    except (duckdb.Error, SqlError, LakeError) as error:
+    except (duckdb.Error, SqlError, LakeError, MissingJars) as error:
         print(f"cvm210 sql: {error}", file=sys.stderr)
         return 1
     sys.stdout.write(render(columns, rows, args.format))
@@ -71,7 +106,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _spark_server(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from cvm210_assets.resources import spark_config
+    from cvm210_assets.resources import jar_groups, session_jars, spark_config
+    from cvm210_assets.spark_jars import MissingJars
     from cvm210_assets.spark_server import (
         DEFAULT_PORT,
         REMOTE_ENV,
@@ -84,9 +120,11 @@ def _spark_server(args: argparse.Namespace) -> int:
         settings = Settings.from_env()
         remote = settings.spark_remote
         port = args.port or (remote_port(remote) if remote else DEFAULT_PORT)
-        server = SparkServer(spark_config(replace(settings, spark_remote=None)), port)
+        local = replace(settings, spark_remote=None)
+        jars = session_jars(settings.jar_cache, jar_groups(settings))
+        server = SparkServer({**spark_config(local), **jars}, port)
         server.start()
-    except (SparkServerError, ValueError) as error:
+    except (SparkServerError, MissingJars, ValueError) as error:
         print(f"cvm210 spark-server: {error}", file=sys.stderr)
         return 1
     print(
@@ -132,6 +170,14 @@ def main(argv: list[str] | None = None) -> int:
         " each later numeric column a series",
     )
     sql.add_argument("--lake", help="lake root (default: CVM210_LAKE_URI, else ./lake)")
+    sql.add_argument(
+        "--engine",
+        choices=("duckdb", "spark"),
+        default="duckdb",
+        help="duckdb (default: answers in a second); spark: the statement as written on local"
+        " Spark SQL with Delta Lake, as on Databricks (every Delta statement, VACUUM included;"
+        " starts a JVM)",
+    )
     sql.set_defaults(run=_sql)
 
     report = commands.add_parser(

@@ -137,7 +137,6 @@ def cluster_environment(settings: "Settings") -> dict[str, str]:
         **forwarded,
         "CVM210_COMPUTE": "databricks",
         "CVM210_LAKE_URI": settings.lake_uri,
-        "CVM210_TABLE_ENGINE": settings.table_engine,
     }
 
 

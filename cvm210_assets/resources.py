@@ -1,9 +1,10 @@
 """Resources: the I/O of the pipeline. Assets get the lake, the CVM source and Spark from here."""
 
 import os
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from dagster import (
@@ -15,7 +16,8 @@ from dagster import (
 )
 from dagster_aws.s3 import S3Resource
 from dagster_pyspark import LazyPySparkResource
-from pydantic import PrivateAttr
+from dagster_pyspark.resources import spark_session_from_config
+from pydantic import Field, PrivateAttr
 
 from cvm210_assets import __version__
 from cvm210_assets.alerts.channels import AlertDelivery, OutflowRules
@@ -25,11 +27,15 @@ from cvm210_assets.lake.lock import month_lock
 from cvm210_assets.lake.raw_zone import StateStore
 from cvm210_assets.lake.spark_tables import SparkDeltaTables
 from cvm210_assets.lake.storage import LakeStorage, open_storage
-from cvm210_assets.lake.tables import DeltaRsTables, DeltaTables
+from cvm210_assets.lake.tables import DeltaRsTables
 from cvm210_assets.partitions import Month
 from cvm210_assets.settings import Settings
 from cvm210_assets.source.download import Downloaded, NotFound, NotModified, RetryPolicy, download
+from cvm210_assets.spark_jars import JarCache
 from cvm210_assets.spark_server import connect_session
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 # What a Spark asset declares to be launchable: the Databricks step launcher, or None (the step
 # runs in this process). Dagster launches a step through the StepLauncher among its resources.
@@ -69,7 +75,6 @@ class Lake(ConfigurableResource):
 
     uri: str
     s3: S3Resource
-    table_engine: str = "delta-rs"
 
     _storage: LakeStorage | None = PrivateAttr(default=None)
 
@@ -83,10 +88,14 @@ class Lake(ConfigurableResource):
     def state(self) -> StateStore:
         return StateStore(self.storage)
 
+    def spark_tables(self, spark: "SparkSession") -> SparkDeltaTables:
+        """The Delta tables through Delta Lake's Spark engine: what every Spark step uses."""
+        return SparkDeltaTables(self.storage, spark)
+
     @property
-    def tables(self) -> DeltaTables:
-        if self.table_engine == "delta-spark":
-            return SparkDeltaTables(self.storage)
+    def tables(self) -> DeltaRsTables:
+        """The Delta tables through delta-rs: for what runs without Spark (registry, deliveries,
+        the few-row reads of checks and state), here and on the machine running Dagster."""
         return DeltaRsTables(self.storage)
 
     def month_lock(self, month: Month, owner: str) -> AbstractContextManager[None]:
@@ -94,8 +103,16 @@ class Lake(ConfigurableResource):
         return month_lock(self.storage, month, owner)
 
 
+# Delta Lake in a local Spark, as a Databricks cluster has it built in.
+DELTA_EXTENSIONS = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+
 def spark_config(settings: Settings) -> dict[str, Any]:
-    """Local Spark sized for a laptop: few shuffle partitions, Arrow on, UTC timestamps.
+    """Local Spark sized for a laptop: few shuffle partitions, Arrow on, UTC timestamps, Delta
+    Lake's extension and catalog (its jars join at the session's start: `session_jars`).
 
     On a Databricks cluster the session exists already and is sized by the cluster's own
     settings: only the session settings the transforms depend on are applied to it.
@@ -103,14 +120,21 @@ def spark_config(settings: Settings) -> dict[str, Any]:
     session = {
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
+        # Timestamps as Parquet's own type, not the legacy INT96: what delta-rs, Arrow and
+        # DuckDB read best.
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     }
     if settings.on_databricks_cluster:
         return session
     session["spark.sql.shuffle.partitions"] = str(settings.spark_shuffle_partitions)
+    # Delta reads a table's log in this many tasks; its default (50) is sized for clusters.
+    session["spark.databricks.delta.snapshotPartitions"] = str(settings.spark_shuffle_partitions)
     if settings.spark_remote:
         return session  # the server's JVM is sized by `cvm210 spark-server`, with the rest
     return {
         **session,
+        **DELTA_EXTENSIONS,
+        **s3a_config(settings),
         "spark.master": settings.spark_master,
         "spark.app.name": "cvm210",
         "spark.driver.memory": settings.spark_driver_memory,
@@ -124,20 +148,55 @@ def spark_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def s3a_config(settings: Settings) -> dict[str, str]:
+    """s3:// through Hadoop's s3a (hadoop-aws), as Databricks reads s3:// natively; an
+    S3-compatible endpoint when one is set. Credentials: s3a reads the environment's own."""
+    if not settings.lake_uri.startswith("s3://"):
+        return {}
+    conf = {"spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem"}
+    if settings.aws_region:
+        conf["spark.hadoop.fs.s3a.endpoint.region"] = settings.aws_region
+    if settings.aws_endpoint_url:
+        conf["spark.hadoop.fs.s3a.endpoint"] = settings.aws_endpoint_url
+        conf["spark.hadoop.fs.s3a.path.style.access"] = "true"
+        if settings.aws_endpoint_url.startswith("http://"):
+            conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = "false"
+    return conf
+
+
+def jar_groups(settings: Settings) -> tuple[str, ...]:
+    """The jar groups (spark_jars.py) a local session on this lake loads."""
+    return ("delta", "s3") if settings.lake_uri.startswith("s3://") else ("delta",)
+
+
+def session_jars(jar_cache: str | Path, groups: Sequence[str]) -> dict[str, str]:
+    """The driver's class path with the cached jars; raises MissingJars naming the fix."""
+    return {"spark.driver.extraClassPath": JarCache(Path(jar_cache)).class_path(tuple(groups))}
+
+
 class SparkSessionResource(LazyPySparkResource):
-    """The run's Spark: started in this process when a step first asks for it, or a session on
-    the Spark Connect server at `remote` (spark_server.py), released when the run ends."""
+    """The run's Spark: started in this process when a step first asks for it, with Delta
+    Lake's jars from the set-up's cache, or a session on the Spark Connect server at `remote`
+    (spark_server.py), released when the run ends."""
 
     remote: str | None = None
+    jar_cache: str = ""
+    jar_groups: list[str] = Field(default_factory=lambda: ["delta"])
 
     @classmethod
     def _is_dagster_maintained(cls) -> bool:
         return False  # ours, though it extends dagster-pyspark's
 
     def _init_session(self) -> None:
-        if self._spark_session is None and self.remote:
+        if self._spark_session is not None:
+            return
+        if self.remote:
             self._spark_session = connect_session(self.remote, self.spark_config)
-        super()._init_session()
+            return
+        conf = dict(self.spark_config)
+        if "spark.master" in conf:  # a local JVM (on a cluster the session exists already)
+            conf |= session_jars(self.jar_cache, self.jar_groups)
+        self._spark_session = spark_session_from_config(conf)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self.remote and self._spark_session is not None:
@@ -148,11 +207,14 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     """The resources for the deployment the settings describe."""
     return {
         "cvm": CvmSource(base_url=settings.source_url),
-        "lake": Lake(uri=settings.lake_uri, s3=S3Resource(), table_engine=settings.table_engine),
+        "lake": Lake(uri=settings.lake_uri, s3=S3Resource()),
         # Lazy: no JVM starts until a step asks for the session, so steps that skip unchanged
         # months, and the local side of a launched step, never pay for one.
         "pyspark": SparkSessionResource(
-            spark_config=spark_config(settings), remote=settings.spark_remote
+            spark_config=spark_config(settings),
+            remote=settings.spark_remote,
+            jar_cache=str(settings.jar_cache),
+            jar_groups=list(jar_groups(settings)),
         ),
         # The Spark assets' launcher: Databricks where Dagster launches steps onto a cluster;
         # nothing locally or on the cluster itself, where the step runs in this process.

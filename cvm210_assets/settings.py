@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cvm210_assets.databricks import DatabricksSettings
 from cvm210_assets.source.urls import CVM_DADOS_URL
+from cvm210_assets.spark_jars import cache_dir
 from cvm210_assets.spark_server import remote_port
 
 COMPUTE_CHOICES = ("local", "databricks")
-TABLE_ENGINES = ("delta-rs", "delta-spark")
 
 
 def lake_uri(value: str) -> str:
@@ -27,7 +27,12 @@ class Settings:
     spark_master: str
     spark_driver_memory: str
     spark_shuffle_partitions: int
-    table_engine: str = "delta-rs"
+    # Where scripts/setup.sh put Delta Lake's Spark jars (spark_jars.py).
+    jar_cache: Path = field(default_factory=lambda: cache_dir(os.environ))
+    # An S3-compatible endpoint (moto, MinIO) and region, for local Spark on an s3:// lake;
+    # credentials are never settings: Spark's s3a and boto3 read them from the environment.
+    aws_endpoint_url: str | None = None
+    aws_region: str | None = None
     # Set where Dagster launches Spark steps onto Databricks; None where they run in this
     # process: locally, or on the cluster itself (Databricks sets DATABRICKS_RUNTIME_VERSION).
     databricks: DatabricksSettings | None = None
@@ -48,17 +53,10 @@ class Settings:
         partitions = env.get("CVM210_SPARK_SHUFFLE_PARTITIONS", "4")
         if not partitions.isdigit() or int(partitions) < 1:
             raise ValueError(f"CVM210_SPARK_SHUFFLE_PARTITIONS={partitions!r}: expected >= 1")
-        engine = env.get("CVM210_TABLE_ENGINE") or (
-            "delta-spark" if compute == "databricks" else "delta-rs"
-        )
-        if engine not in TABLE_ENGINES:
+        if env.get("CVM210_TABLE_ENGINE"):
             raise ValueError(
-                f"CVM210_TABLE_ENGINE={engine!r}: expected one of {', '.join(TABLE_ENGINES)}"
-            )
-        if engine == "delta-spark" and compute != "databricks":
-            raise ValueError(
-                "CVM210_TABLE_ENGINE=delta-spark needs CVM210_COMPUTE=databricks: local Spark"
-                " has no Delta Lake jars (local tables go through delta-rs)"
+                "CVM210_TABLE_ENGINE is no longer read: Spark steps always use Delta Lake's Spark"
+                " engine, locally as on Databricks (README, Where it runs); unset it"
             )
         remote = _spark_remote(env.get("CVM210_SPARK_REMOTE", ""), compute)
         on_cluster = bool(env.get("DATABRICKS_RUNTIME_VERSION"))
@@ -74,7 +72,9 @@ class Settings:
             spark_master=env.get("CVM210_SPARK_MASTER", "local[*]"),
             spark_driver_memory=env.get("CVM210_SPARK_DRIVER_MEMORY", "4g"),
             spark_shuffle_partitions=int(partitions),
-            table_engine=engine,
+            jar_cache=cache_dir(env),
+            aws_endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
+            aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
             databricks=(
                 DatabricksSettings.from_env(env)
                 if compute == "databricks" and not on_cluster

@@ -1,4 +1,5 @@
-"""SQL over the lake with DuckDB, under the names and statements of the original design.
+"""SQL over the lake under the names and statements of the original design: DuckDB by default,
+Spark SQL with Delta Lake on request (and on Databricks).
 
 `cvm_p210.gold_cvm210_analytics` and friends are views over the Delta tables' current files
 (read through delta-rs' file list and Arrow), so a query sees exactly the committed version.
@@ -17,7 +18,7 @@ import io
 import json
 import re
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -139,26 +140,44 @@ def register_spark_views(spark: SparkSession, relations: Mapping[str, str]) -> N
         spark.sql(statement)
 
 
-def delta_relations(lake_uri: str) -> dict[str, str]:
-    """The lake's Delta tables by path, for a Spark with Delta Lake (Databricks)."""
-    return {table: f"delta.`{lake_uri.rstrip('/')}/{table}`" for table in TABLES}
+def delta_relations(lake_uri: str, tables: Iterable[str] = TABLES) -> dict[str, str]:
+    """The lake's Delta tables by path, for a Spark with Delta Lake."""
+    return {table: f"delta.`{lake_uri.rstrip('/')}/{table}`" for table in tables}
 
 
-def databricks_statements(lake_uri: str) -> list[str]:
-    """`cvm_p210.*` on Databricks. Spark time-travels, OPTIMIZEs and DESCRIBEs HISTORY only of
+def spark_statements(lake_uri: str, tables: Iterable[str] = TABLES) -> list[str]:
+    """`cvm_p210.*` in a Spark with Delta Lake (Databricks, `cvm210 sql --engine spark`) over
+    the lake's `tables`. Spark time-travels, OPTIMIZEs, VACUUMs and DESCRIBEs HISTORY only of
     tables, never of views, so the original's silver name is the silver Delta table itself
     (registered by location; there `dh_processamento_silver` is `dh_processamento`), and the
     other names are the views."""
-    silver = f"{lake_uri.rstrip('/')}/{VIEWS['silver_inf_diario'].table}"
+    tables = list(tables)
+    silver = VIEWS["silver_inf_diario"].table
+    registered = []
+    if silver in tables:
+        location = f"{lake_uri.rstrip('/')}/{silver}"
+        registered.append(
+            f"CREATE TABLE IF NOT EXISTS {SCHEMA}.silver_inf_diario USING DELTA"
+            f" LOCATION '{location}'"
+        )
     return [
         f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
-        f"CREATE TABLE IF NOT EXISTS {SCHEMA}.silver_inf_diario USING DELTA LOCATION '{silver}'",
+        *registered,
         *(
             s
-            for s in spark_view_statements(delta_relations(lake_uri))[1:]
+            for s in spark_view_statements(delta_relations(lake_uri, tables))[1:]
             if f" {SCHEMA}.silver_inf_diario " not in s
         ),
     ]
+
+
+def run_spark(spark: SparkSession, lake_uri: str, tables: Iterable[str], statement: str) -> Result:
+    """One statement, as written, on Spark SQL with Delta Lake over the lake's `tables`: every
+    Delta statement Spark has (time travel, DESCRIBE HISTORY, OPTIMIZE, VACUUM, RESTORE …)."""
+    for registration in spark_statements(lake_uri, tables):
+        spark.sql(registration)
+    frame = spark.sql(statement.strip().rstrip(";"))
+    return list(frame.columns), [tuple(row) for row in frame.collect()]
 
 
 # --- DuckDB ----------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from cvm210_assets.lake.maintenance import (
     MIN_TIME_TRAVEL,
     compact_months,
     file_figures,
+    keep_time_travel,
     vacuum,
 )
 from cvm210_assets.lake.tables import DeltaRsTables
@@ -68,6 +69,7 @@ def maintain_tables(context: OpExecutionContext, lake: Lake) -> None:
             continue
         before = file_figures(tables, table)
         rewritten = compact_months(tables, table, before["fragmented_months"], zorder_by)
+        widened = keep_time_travel(tables, table, keep)
         deleted = vacuum(tables, table, keep)
         after = file_figures(tables, table)
         months = ", ".join(f"{a:04d}-{m:02d}" for a, m in before["fragmented_months"])
@@ -86,6 +88,7 @@ def maintain_tables(context: OpExecutionContext, lake: Lake) -> None:
                     "files_vacuumed": deleted,
                     "zorder_by": ", ".join(zorder_by) or "(compaction only)",
                     "time_travel_days": keep.days,
+                    "retention_properties_set": widened,
                     "delta_version": MetadataValue.int(tables.version(table) or 0),
                 },
             )

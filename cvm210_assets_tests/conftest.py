@@ -24,6 +24,13 @@ from cvm210_assets.settings import Settings
 from cvm210_assets_tests.expectations import assert_gold, assert_rejects, assert_silver
 from cvm210_assets_tests.reference import expected_month
 
+# moto's S3 takes any key pair. The secret is planted: test_secrets looks for it everywhere.
+S3_SECRET_PLANTED = "planted-SECRET-7f3c9a1e"
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": f"aws-{S3_SECRET_PLANTED}",
+}
+
 # Tests never read the user's configuration.
 for _name in [n for n in os.environ if n.startswith("CVM210_")]:
     del os.environ[_name]
@@ -37,6 +44,9 @@ def settings_for(lake_uri: str, source_url: str) -> Settings:
         spark_master="local[2]",
         spark_driver_memory="2g",
         spark_shuffle_partitions=2,
+        # moto's S3, when a test's lake is there (the s3_endpoint fixture sets these).
+        aws_endpoint_url=os.environ.get("AWS_ENDPOINT_URL"),
+        aws_region=os.environ.get("AWS_REGION"),
     )
 
 
@@ -45,12 +55,30 @@ def spark():
     """The one SparkSession of the test run; the pipeline's lazy resource reuses it."""
     from pyspark.sql import SparkSession
 
-    from cvm210_assets.resources import spark_config
+    from cvm210_assets.resources import session_jars, spark_config
 
+    settings = settings_for("unused", "unused")
+    # Delta Lake's jars, and s3a's for the tests whose lake is on moto's S3.
+    conf = spark_config(settings) | session_jars(settings.jar_cache, ("delta", "s3"))
+    # s3:// through s3a, as an s3:// lake's own session has it (resources.s3a_config); each S3
+    # test has its own moto server, which `spark_reaches` points the session at.
+    conf["spark.hadoop.fs.s3.impl"] = "org.apache.hadoop.fs.s3a.S3AFileSystem"
+    conf["spark.hadoop.fs.s3.impl.disable.cache"] = "true"
     builder = SparkSession.builder
-    for key, value in spark_config(settings_for("unused", "unused")).items():
+    for key, value in conf.items():
         builder = builder.config(key, value)
-    session = builder.getOrCreate()
+    # The JVM reads S3 credentials from its environment when it starts, as a run's own does;
+    # this process's environment stays without them until a test asks for S3.
+    saved = {name: os.environ.get(name) for name in S3_CREDENTIALS}
+    os.environ.update(S3_CREDENTIALS)
+    try:
+        session = builder.getOrCreate()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name)
+            else:
+                os.environ[name] = value
     yield session
     session.stop()
 
@@ -163,8 +191,7 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
             time.sleep(0.1)
     for name, value in {
         "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        **S3_CREDENTIALS,
         "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
@@ -173,6 +200,25 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     yield endpoint
     server.terminate()
     server.wait(timeout=10)
+
+
+def spark_reaches(spark, endpoint: str) -> None:
+    """Point the test run's one session at an S3 endpoint, as an s3:// lake's own session is
+    started pointing at it (resources.s3a_config). At runtime, Spark copies session settings
+    into the Hadoop configuration of every read and write, without the spark.hadoop. prefix."""
+    spark.conf.set("fs.s3a.endpoint", endpoint)
+    spark.conf.set("fs.s3a.path.style.access", "true")
+    spark.conf.set("fs.s3a.connection.ssl.enabled", "false")
+    spark.conf.set("fs.s3a.endpoint.region", "us-east-1")
+
+
+@pytest.fixture
+def s3_lake(spark, s3_endpoint: str) -> Iterator[str]:
+    """moto's S3, with the test run's Spark pointed at it."""
+    spark_reaches(spark, s3_endpoint)
+    yield s3_endpoint
+    for name in ("endpoint", "path.style.access", "connection.ssl.enabled", "endpoint.region"):
+        spark.conf.unset(f"fs.s3a.{name}")
 
 
 def fragment_month(tables: DeltaRsTables, table: str, month: Month, pieces: int) -> None:

@@ -32,6 +32,19 @@ from urllib.parse import parse_qs, urlsplit
 CLUSTER_ID = "0101-000000-emulated"
 
 
+def runtime_spark_conf() -> dict[str, str]:
+    """What a Databricks runtime has built in: Delta Lake (its engine, SQL extension and
+    catalog) and s3:// (through s3a here), from the set-up's jar cache."""
+    from cvm210_assets.resources import DELTA_EXTENSIONS, session_jars
+    from cvm210_assets.spark_jars import cache_dir
+
+    return {
+        **DELTA_EXTENSIONS,
+        **session_jars(cache_dir(os.environ), ["delta", "s3"]),
+        "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+    }
+
+
 @dataclass
 class EmulatedRun:
     run_id: int
@@ -268,7 +281,7 @@ class DatabricksEmulator:
         folder.mkdir(parents=True)
         spark_task = run.task["spark_python_task"]
         cluster = run.task.get("new_cluster") or {}
-        conf = {"spark.master": "local[2]", **cluster.get("spark_conf", {})}
+        conf = {"spark.master": "local[2]", **runtime_spark_conf(), **cluster.get("spark_conf", {})}
         (folder / "spark-defaults.conf").write_text("".join(f"{k} {v}\n" for k, v in conf.items()))
         spec = {
             "python_file": str(self.local(spark_task["python_file"])),

@@ -22,7 +22,7 @@ from dagster import DagsterInstance, build_resources
 from cvm210_assets.databricks import launcher_config, step_launcher
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
 from cvm210_assets.fake_cvm.server import FakeCvm
-from cvm210_assets.lake.spark_tables import changed_condition, merge_condition, merge_metrics
+from cvm210_assets.lake.maintenance import history
 from cvm210_assets.lake.storage import open_storage
 from cvm210_assets.lake.tables import DeltaRsTables
 from cvm210_assets.partitions import Month
@@ -41,13 +41,22 @@ SPARK_ASSETS = "bronze,silver,gold_kpis"
 
 
 def cluster_file(folder: Path) -> Path:
-    """The example cluster, sized for local Spark and polled every second, as JSON."""
+    """The example cluster, sized for local Spark and polled every second, as JSON; its S3 is
+    moto's, when a test has started it (s3a, as a cluster reaching MinIO would be set)."""
     content = yaml.safe_load(EXAMPLE.read_text())
     content["run_config"]["cluster"]["new"]["spark_conf"] = {
         "spark.sql.shuffle.partitions": "2",
         "spark.driver.memory": "1g",
         "spark.ui.enabled": "false",
     }
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        content["run_config"]["cluster"]["new"]["spark_conf"] |= {
+            "spark.hadoop.fs.s3a.endpoint": endpoint,
+            "spark.hadoop.fs.s3a.path.style.access": "true",
+            "spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
+            "spark.hadoop.fs.s3a.endpoint.region": "us-east-1",
+        }
     content["poll_interval_sec"] = 1
     path = folder / "cluster.json"
     path.write_text(json.dumps(content))
@@ -62,8 +71,6 @@ def databricks_env(emulator: DatabricksEmulator, folder: Path, **extra: str) -> 
         **env,
         "CVM210_COMPUTE": "databricks",
         "CVM210_LAKE_URI": f"s3://{S3_BUCKET}/lake",
-        # The cluster here is local Spark, without Delta Lake's jars (README).
-        "CVM210_TABLE_ENGINE": "delta-rs",
         "CVM210_DATABRICKS_CLUSTER_FILE": str(cluster_file(folder)),
         "DATABRICKS_HOST": emulator.host,
         "DATABRICKS_TOKEN": TOKEN,
@@ -111,8 +118,7 @@ def emulator(tmp_path: Path):
         ({"CVM210_DATABRICKS_CLUSTER_FILE": None}, "needs CVM210_DATABRICKS_CLUSTER_FILE"),
         ({"CVM210_DATABRICKS_CLUSTER_FILE": "/nowhere.yaml"}, "'/nowhere.yaml': cannot read"),
         ({"CVM210_LAKE_URI": "lake"}, "needs CVM210_LAKE_URI=s3://"),
-        ({"CVM210_TABLE_ENGINE": "parquet"}, "CVM210_TABLE_ENGINE='parquet'"),
-        ({"CVM210_COMPUTE": "local", "CVM210_TABLE_ENGINE": "delta-spark"}, "needs CVM210_COMP"),
+        ({"CVM210_TABLE_ENGINE": "delta-rs"}, "CVM210_TABLE_ENGINE is no longer read"),
     ],
 )
 def test_missing_or_contradictory_settings_fail_naming_the_variable(
@@ -144,12 +150,11 @@ def test_cluster_file_is_checked_against_the_launcher_schema(
     monkeypatch.setenv("DATABRICKS_CLIENT_SECRET", f"oauth-{PLANTED}")
     monkeypatch.setenv("CVM210_DATABRICKS_CLUSTER_FILE", str(EXAMPLE))
     settings = Settings.from_env()
-    assert settings.table_engine == "delta-spark"
     config = launcher_config(settings)
     # Credentials are references, never values: OAuth is left to databricks-sdk's environment.
     assert PLANTED not in repr(config)
     assert "databricks_token" not in config
-    assert config["env_variables"]["CVM210_TABLE_ENGINE"] == "delta-spark"
+    assert config["env_variables"]["CVM210_LAKE_URI"] == "s3://bucket/lake"
 
     content = yaml.safe_load(EXAMPLE.read_text())
     content["run_config"]["cluster"]["existing"] = "0101-123456-abcdefgh"
@@ -162,23 +167,6 @@ def test_cluster_file_is_checked_against_the_launcher_schema(
     both.write_text(json.dumps(content))
     with pytest.raises(ValueError, match=r"both.json.*Missing required config entries"):
         Settings.from_env()
-
-
-def test_delta_spark_conditions_mirror_delta_rs() -> None:
-    month = Month.from_key("2024-03")
-    assert merge_condition(("cnpj_fundo", "id_subclasse"), month) == (
-        "t.cnpj_fundo <=> s.cnpj_fundo AND t.id_subclasse <=> s.id_subclasse"
-        " AND t.ano = 2024 AND t.mes = 3"
-    )
-    assert changed_condition(("vl_total", "nr_cotst")) == (
-        "NOT (t.vl_total <=> s.vl_total) OR NOT (t.nr_cotst <=> s.nr_cotst)"
-    )
-    row = {"num_affected_rows": 5, "num_updated_rows": 2, "num_deleted_rows": 1}
-    assert merge_metrics({**row, "num_inserted_rows": 2}) == {
-        "num_target_rows_inserted": 2,
-        "num_target_rows_updated": 2,
-        "num_target_rows_deleted": 1,
-    }
 
 
 # --- through the emulated workspace ------------------------------------------------------------
@@ -227,6 +215,11 @@ def test_month_on_databricks_equals_the_oracle_and_leaks_nothing(
     assert_rejects(rows("silver_rejects"), expected)
     assert_gold(rows("gold_kpis"), expected.gold)
     assert tables.month_rows("bronze", month) == len(expected.silver) + len(expected.rejects)
+    # Written on the cluster by Delta Lake's own Spark engine, as a real cluster writes them.
+    for table in ("bronze", "silver", "silver_rejects", "gold_kpis"):
+        (commit,) = history(tables, table)
+        assert commit["engineInfo"].startswith("Apache-Spark/"), commit
+        assert "Delta-Lake/" in commit["engineInfo"]
 
     # The token and the AWS secret (the cluster's comes from the secret scope) are nowhere.
     seen = [run.stdout, run.stderr, run_logs(tmp_path / "dagster_home")]

@@ -2,7 +2,12 @@
 
 import subprocess
 
-from cvm210_assets.jvm_archive import _java, archive_path, driver_java_options
+from cvm210_assets.jvm_archive import (
+    JVM_WARNINGS_TO_STDERR,
+    _java,
+    archive_path,
+    driver_java_options,
+)
 from cvm210_assets.resources import spark_config
 from cvm210_assets.settings import Settings
 
@@ -11,12 +16,16 @@ def test_the_driver_uses_the_archive_only_once_it_exists(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     archive = archive_path()
     assert archive.parent == tmp_path / "cvm210"
-    assert driver_java_options("-XX:+UseParallelGC") == "-XX:+UseParallelGC"
+    assert driver_java_options("-XX:+UseParallelGC") == (
+        f"-XX:+UseParallelGC {JVM_WARNINGS_TO_STDERR}"
+    )
 
     archive.parent.mkdir()
     archive.write_bytes(b"built by setup")
     options = spark_config(Settings.from_env())["spark.driver.extraJavaOptions"]
-    assert options == f"-XX:+UseParallelGC -XX:SharedArchiveFile={archive}"
+    assert options == (
+        f"-XX:+UseParallelGC {JVM_WARNINGS_TO_STDERR} -XX:SharedArchiveFile={archive}"
+    )
 
 
 def test_the_archive_is_per_jdk_and_environment(tmp_path, monkeypatch):
@@ -36,3 +45,19 @@ def test_a_stale_archive_does_not_stop_the_jvm(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "version" in done.stderr
+
+
+def test_the_jvm_s_warnings_stay_off_stdout(tmp_path):
+    """A command's stdout is its answer (`cvm210 sql --format json`): the archive the set-up
+    built, met with another class path, makes the JVM warn, and the warning goes to stderr."""
+    archive = archive_path()
+    assert archive.is_file(), "no class archive: ./scripts/setup.sh builds it"
+    command = [_java(), f"-XX:SharedArchiveFile={archive}", "-cp", str(tmp_path), "-version"]
+    plain = subprocess.run(command, capture_output=True, text=True)
+    assert "Unable to use shared archive" in plain.stdout  # what the JVM does on its own
+
+    ours = subprocess.run(
+        [command[0], *JVM_WARNINGS_TO_STDERR.split(), *command[1:]], capture_output=True, text=True
+    )
+    assert ours.returncode == 0 and ours.stdout == ""
+    assert "Unable to use shared archive" in ours.stderr

@@ -6,7 +6,6 @@ import datetime as dt
 import json
 from decimal import Decimal
 
-import pyarrow as pa
 import pytest
 
 from cvm210_assets.cli import main
@@ -108,21 +107,21 @@ def test_each_restatement_is_recorded_with_its_changes_and_money(
 def test_a_run_that_dies_before_the_merge_records_the_restatement_once(
     pipeline: Pipeline, fake_cvm: FakeCvm, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cvm210_assets.lake.tables import DeltaRsTables
+    from cvm210_assets.lake.spark_tables import SparkDeltaTables
 
     first = generate_month(MonthSpec(2025, 1, "b", n_funds=30, seed=2))
     fake_cvm.publish_month(2025, 1, first)
     pipeline.run("2025-01")
     second = restate(first, seed=6, change_share=0.1, n_add=2, n_remove=2)
     fake_cvm.publish_month(2025, 1, second)
-    merge = DeltaRsTables.merge_month
+    merge = SparkDeltaTables.merge_months
 
     def dies(*args, **kwargs):
         raise OSError("disk gone")
 
-    monkeypatch.setattr(DeltaRsTables, "merge_month", dies)
+    monkeypatch.setattr(SparkDeltaTables, "merge_months", dies)
     assert not pipeline.run("2025-01", raise_on_error=False).success
-    monkeypatch.setattr(DeltaRsTables, "merge_month", merge)
+    monkeypatch.setattr(SparkDeltaTables, "merge_months", merge)
     pipeline.run("2025-01")
 
     v1, v2 = expected_month(first, 2025, 1), expected_month(second, 2025, 1)
@@ -130,8 +129,7 @@ def test_a_run_that_dies_before_the_merge_records_the_restatement_once(
     assert {k: r["mudanca"] for k, r in got.items()} == oracle_changes(v1.silver, v2.silver)
 
 
-def test_changes_compare_keys_null_safely_and_name_changed_columns() -> None:
-    from pyspark.sql.pandas.types import to_arrow_schema
+def test_changes_compare_keys_null_safely_and_name_changed_columns(spark) -> None:
     from pyspark.sql.types import StructType
 
     from cvm210_assets.lake.schemas import SILVER
@@ -144,10 +142,10 @@ def test_changes_compare_keys_null_safely_and_name_changed_columns() -> None:
             "captc_dia": Decimal(captc), "resg_dia": Decimal("0.00"), "nr_cotst": 3,
         }  # fmt: skip
 
-    schema = to_arrow_schema(StructType(SILVER.fields[:10]))
+    schema = StructType(SILVER.fields[:10])
 
     def frame(rows):
-        return pa.Table.from_pylist(rows, schema=schema)
+        return spark.createDataFrame(rows, schema=schema)
 
     before = frame(
         [row("1", None, 2, "10.00"), row("2", "S1", 2, "5.00"), row("3", None, 3, "7.00")]
@@ -163,7 +161,9 @@ def test_changes_compare_keys_null_safely_and_name_changed_columns() -> None:
 
     got = {
         (r["cnpj_fundo"], r["id_subclasse"]): r
-        for r in restatement_changes(before, after, JAN, restatement).to_pylist()
+        for r in (
+            x.asDict() for x in restatement_changes(before, after, JAN, restatement).collect()
+        )
     }
 
     assert {k: v["mudanca"] for k, v in got.items()} == {
@@ -176,7 +176,7 @@ def test_changes_compare_keys_null_safely_and_name_changed_columns() -> None:
     assert got[("3", None)]["variacao_fluxo_liquido"] == Decimal("0.00")
     assert got[("3", None)]["vl_patrim_liq_anterior"] == Decimal("7.00")
 
-    # Values changed, keys kept (the common restatement): the rows pair by position.
+    # Values changed, keys kept (the common restatement): one row, the changed one.
     same_keys = frame(
         [
             row("1", None, 2, "10.00"),
@@ -184,15 +184,13 @@ def test_changes_compare_keys_null_safely_and_name_changed_columns() -> None:
             row("3", None, 3, "7.00"),
         ]
     )
-    from cvm210_assets.lake.merge import _aligned
-    from cvm210_assets.lake.schemas import SILVER_KEY
-
-    assert _aligned(before, same_keys, SILVER_KEY)
-    (only,) = restatement_changes(before, same_keys, JAN, restatement).to_pylist()
+    (only,) = [
+        r.asDict() for r in restatement_changes(before, same_keys, JAN, restatement).collect()
+    ]
     assert (only["cnpj_fundo"], only["mudanca"], only["colunas_alteradas"]) == (
         "2",
         "alterada",
         "captc_dia",
     )
     assert only["variacao_fluxo_liquido"] == Decimal("2.25")
-    assert only["dh_processamento"] == dt.datetime(2025, 2, 1, tzinfo=dt.timezone.utc)
+    assert only["dh_processamento"] == dt.datetime(2025, 2, 1)  # Spark: naive UTC

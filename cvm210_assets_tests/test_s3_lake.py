@@ -1,4 +1,4 @@
-"""The lake on S3: moto's S3 server on 127.0.0.1, reached by boto3 and delta-rs alike."""
+"""The lake on S3: moto's S3 server on 127.0.0.1, reached by boto3, Spark's s3a and delta-rs."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
 from cvm210_assets.fake_cvm.server import FakeCvm
 from cvm210_assets.lake.storage import S3Storage, StorageError
 from cvm210_assets_tests.conftest import S3_BUCKET as BUCKET
-from cvm210_assets_tests.conftest import make_pipeline
+from cvm210_assets_tests.conftest import make_pipeline, spark_reaches
 from cvm210_assets_tests.expectations import assert_gold, assert_rejects, assert_silver
 from cvm210_assets_tests.reference import expected_month
 
 
-def test_month_on_an_s3_lake_matches_the_oracle(spark, s3_endpoint: str) -> None:
+def test_month_on_an_s3_lake_matches_the_oracle(spark, s3_lake: str) -> None:
     csv = generate_month(
         MonthSpec(2025, 1, "c", n_funds=40, seed=11, subclass_share=0.2, dirt=True)
     )
@@ -76,7 +76,7 @@ def test_month_lock_on_s3_is_exclusive(s3_endpoint: str) -> None:
 
 
 def test_transient_s3_errors_are_retried_by_every_client(
-    spark, s3_endpoint: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+    spark, s3_lake: str, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import socket
     import subprocess
@@ -87,12 +87,13 @@ def test_transient_s3_errors_are_retried_by_every_client(
         port = probe.getsockname()[1]
     refused = tmp_path / "refused.log"
     proxy = subprocess.Popen(
-        [sys.executable, "-m", "cvm210_assets_tests.flaky_s3", s3_endpoint, str(port), "4",
+        [sys.executable, "-m", "cvm210_assets_tests.flaky_s3", s3_lake, str(port), "4",
          str(refused)]
     )  # fmt: skip
     try:
         wait_for_port(port)
         monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+        spark_reaches(spark, f"http://127.0.0.1:{port}")
         csv = generate_month(MonthSpec(2025, 1, "c", n_funds=40, seed=12, dirt=True))
         with FakeCvm() as fake:
             fake.publish_month(2025, 1, csv)
@@ -108,7 +109,8 @@ def test_transient_s3_errors_are_retried_by_every_client(
         proxy.wait(timeout=10)
     agents = refused.read_text()
     assert "Botocore" in agents  # raw zone and state records (boto3)
-    assert "delta-rs" in agents or "object_store" in agents  # Delta commits and reads
+    assert "PUT Hadoop" in agents  # Spark's s3a: the steps' Delta commits and files
+    assert "object_store" in agents  # delta-rs: the tests' reads of the tables
     assert "aws-sdk-cpp" in agents  # Arrow reading the tables' Parquet
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 
 import boto3
@@ -10,16 +11,18 @@ import pytest
 
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
 from cvm210_assets.fake_cvm.server import FakeCvm
-from cvm210_assets_tests.conftest import S3_BUCKET, make_pipeline
+from cvm210_assets_tests.conftest import S3_BUCKET, S3_SECRET_PLANTED, make_pipeline
 
-PLANTED = "planted-SECRET-7f3c9a1e"
+# The S3 secret the test run's Spark and boto3 sign with (conftest), and a Databricks token.
+PLANTED = S3_SECRET_PLANTED
 
 
 def test_planted_credentials_appear_nowhere(
-    spark, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+    spark, s3_lake: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # moto accepts any key pair: the planted secret is really used to sign every S3 request.
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", f"aws-{PLANTED}")
+    # moto accepts any key pair: the planted secret is really used to sign every S3 request,
+    # by boto3, delta-rs, Arrow and Spark's s3a alike.
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] == f"aws-{PLANTED}"
     monkeypatch.setenv("DATABRICKS_TOKEN", f"dapi-{PLANTED}")
     with FakeCvm() as fake:
         fake.publish_month(2025, 1, generate_month(MonthSpec(2025, 1, "c", n_funds=20, seed=2)))

@@ -21,7 +21,7 @@ import pytest
 
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month, restate
 from cvm210_assets.fake_cvm.server import FakeCvm
-from cvm210_assets.resources import spark_config
+from cvm210_assets.resources import session_jars, spark_config
 from cvm210_assets.settings import Settings
 from cvm210_assets.spark_server import (
     TOKEN_ENV,
@@ -50,7 +50,8 @@ def _free_port() -> int:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SparkServer, str, Path]]:
     token = secrets.token_hex(16)
     log = tmp_path_factory.mktemp("spark-server") / "server.log"
-    conf = spark_config(settings_for("unused", "unused"))
+    settings = settings_for("unused", "unused")
+    conf = spark_config(settings) | session_jars(settings.jar_cache, ["delta"])
     with pytest.MonkeyPatch.context() as env, log.open("wb") as output:
         env.setenv(TOKEN_ENV, token)
         with SparkServer(conf, _free_port(), output=output) as up:
@@ -178,9 +179,12 @@ def test_remote_runs_send_only_session_settings(monkeypatch: pytest.MonkeyPatch)
     assert spark_config(remote) == {
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
         "spark.sql.shuffle.partitions": "2",
-    }
+        "spark.databricks.delta.snapshotPartitions": "2",
+    }  # no JVM options, no Delta extension: the server has those
     assert spark_config(local)["spark.driver.memory"] == "2g"
+    assert spark_config(local)["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:

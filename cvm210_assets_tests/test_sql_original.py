@@ -6,26 +6,29 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
 from cvm210_assets.cli import main
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month, restate
 from cvm210_assets.fake_cvm.server import FakeCvm
+from cvm210_assets.lake.maintenance import keep_time_travel
 from cvm210_assets.lake.schemas import GOLD
 from cvm210_assets.lake.storage import LocalStorage
-from cvm210_assets.lake.tables import DeltaRsTables
+from cvm210_assets.lake.tables import TABLES, DeltaRsTables
 from cvm210_assets.partitions import Month
-from cvm210_assets.sql import VIEWS, chart_data, execute, register_spark_views
+from cvm210_assets.sql import VIEWS, chart_data, execute, render, run_spark
 from cvm210_assets_tests.conftest import fragment_month, make_pipeline
 from cvm210_assets_tests.expectations import assert_silver
 from cvm210_assets_tests.reference import ExpectedMonth, GoldRow, diff_silver, expected_month
@@ -356,20 +359,21 @@ def test_describe_history_shows_the_pipeline_commits(lake: FilledLake, capsys) -
     assert code == 0
     history = json.loads(out)
 
-    # The restatement is a MERGE computed in Arrow and written as one overwrite of the month
-    # (lake/merge.py): a WRITE, with the MERGE's counts in the commit's metadata.
+    # Each month's first version is written; the restatement is Delta Lake's MERGE, with its
+    # counts in the commit as Delta records them.
     assert [(h["version"], h["operation"]) for h in history] == [
-        (2, "WRITE"),
+        (2, "MERGE"),
         (1, "WRITE"),
         (0, "WRITE"),
     ]
-    merge = json.loads(history[0]["userMetadata"])
+    merge = json.loads(history[0]["operationMetrics"])
     inserted, updated, deleted = diff_silver(lake.january.silver, lake.restated.silver)
     assert (
-        merge["cvm210.num_target_rows_inserted"],
-        merge["cvm210.num_target_rows_updated"],
-        merge["cvm210.num_target_rows_deleted"],
+        merge["numTargetRowsInserted"],
+        merge["numTargetRowsUpdated"],
+        merge["numTargetRowsDeleted"],
     ) == (str(inserted), str(updated), str(deleted))
+    assert all(h["engineInfo"].startswith("Apache-Spark/") for h in history)
     sources = [json.loads(h["userMetadata"]) for h in history]
     assert [(s["cvm210.month"], s["source_sha256"]) for s in sources] == [
         ("2025-01", lake.restated.sha256),
@@ -485,45 +489,142 @@ def utc(value: Any) -> Any:
     return value
 
 
-# --- Spark SQL --------------------------------------------------------------------------------
+# --- Spark SQL with Delta Lake: the statements as written, as on Databricks -----------------
 
 
-def test_the_same_views_in_spark_sql(lake: FilledLake, spark, tmp_path) -> None:
-    """The views rendered for Spark return what DuckDB returns, over the same rows (written
-    to Parquet here: local Spark has no Delta Lake; on Databricks they read delta.`…`)."""
-    relations = {}
-    for table in ("gold_kpis", "silver"):
-        folder = tmp_path / table
-        folder.mkdir()
-        pq.write_table(lake.tables.dataset(table).to_table(), folder / "part-0.parquet")
-        relations[table] = f"parquet.`{folder}`"
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS cvm_p210 LOCATION '{tmp_path / 'cvm_p210.db'}'")
+@pytest.fixture
+def on_spark(spark) -> Iterator[Any]:
+    """Run a statement as written on the test run's Spark (Delta Lake's engine) over a lake:
+    what `cvm210 sql --engine spark` and Databricks do. The catalog is emptied afterwards."""
+
+    def run(lake: FilledLake, statement: str) -> list[dict[str, Any]]:
+        present = [t for t in TABLES if lake.tables.version(t) is not None]
+        spark.sql("DROP SCHEMA IF EXISTS cvm_p210 CASCADE")  # another lake's registration
+        return records(*run_spark(spark, lake.uri, present, statement))
+
+    yield run
+    spark.sql("DROP SCHEMA IF EXISTS cvm_p210 CASCADE")  # drops names only: the data stays
+
+
+def test_the_gold_statements_give_on_spark_what_they_give_on_duckdb(lake: FilledLake, on_spark):
+    for statement in ORIGINAL_GOLD_STATEMENTS:
+        got = on_spark(lake, statement)
+        columns, rows = execute(lake.tables, statement)
+        assert [c.lower() for c in got[0]] == columns
+        values = [tuple(r.values()) for r in got]
+        if "LIMIT" in statement or "GROUP BY" in statement:
+            assert values == rows, statement
+        else:
+            assert sorted(values) == sorted(rows), statement
+    everything = (
+        "SELECT * FROM cvm_p210.gold_cvm210_analytics"
+        " ORDER BY cnpj_fundo, id_subclasse NULLS FIRST, ano, mes"
+    )
+    got = on_spark(lake, everything)
+    columns, rows = execute(lake.tables, everything)
+    assert list(got[0]) == columns
+    assert [tuple(map(utc, r.values())) for r in got] == [tuple(map(utc, r)) for r in rows]
+
+
+def test_time_travel_as_written_on_spark(lake: FilledLake, on_spark, tmp_path) -> None:
+    assert_silver(on_spark(lake, VERSION_1), lake.march.silver + lake.january.silver)
+    assert_silver(
+        on_spark(lake, "SELECT * FROM cvm_p210.silver_inf_diario"),
+        lake.march.silver + lake.restated.silver,
+        with_line=False,
+    )
+    # The verbatim TIMESTAMP AS OF, on a copy whose silver commits are dated 5, 8 and 12
+    # January: Delta Lake's Spark engine dates a commit by its log file, and travels only as
+    # far back as the table keeps (here a year, as the upkeep sets it when asked to).
+    copy = lake.copy(tmp_path / "lake")
+    assert keep_time_travel(copy.tables, "silver", dt.timedelta(days=400))
+    for version, day in ((0, 5), (1, 8), (2, 12)):
+        log = copy.root / "silver" / "_delta_log" / f"{version:020d}.json"
+        moment = dt.datetime(2026, 1, day, 9, tzinfo=dt.timezone.utc).timestamp()
+        os.utime(log, (moment, moment))
+    assert_silver(on_spark(copy, AS_OF_JANUARY_10), lake.march.silver + lake.january.silver)
+
+
+def test_describe_history_as_written_on_spark(lake: FilledLake, on_spark) -> None:
+    history = on_spark(lake, HISTORY)
+    assert [(h["version"], h["operation"]) for h in history] == [
+        (2, "MERGE"),
+        (1, "WRITE"),
+        (0, "WRITE"),
+    ]
+    inserted, updated, deleted = diff_silver(lake.january.silver, lake.restated.silver)
+    metrics = history[0]["operationMetrics"]
+    assert (
+        metrics["numTargetRowsInserted"],
+        metrics["numTargetRowsUpdated"],
+        metrics["numTargetRowsDeleted"],
+    ) == (str(inserted), str(updated), str(deleted))
+    sources = [json.loads(h["userMetadata"]) for h in history]
+    assert [(s["cvm210.month"], s["source_sha256"]) for s in sources] == [
+        ("2025-01", lake.restated.sha256),
+        ("2025-01", lake.january.sha256),
+        ("2024-03", lake.march.sha256),
+    ]
+
+
+def test_optimize_zorder_and_vacuum_as_written_on_spark(
+    lake: FilledLake, on_spark, spark, tmp_path
+) -> None:
+    copy = lake.copy(tmp_path / "lake")
+    everything = "SELECT * FROM silver" + SILVER_ORDER
+    before_rows = execute(copy.tables, everything)
+    fragment_month(copy.tables, "silver", Month(2025, 1), pieces=4)
+    assert len(DeltaTable(copy.uri + "/silver").file_uris()) == 5
+
+    (optimized,) = on_spark(copy, OPTIMIZE)
+
+    metrics = optimized["metrics"].asDict()
+    assert (metrics["numFilesRemoved"], metrics["numFilesAdded"]) == (5, 2)  # one per month
+    assert metrics["zOrderStats"]["strategyName"] == "all"
+    assert execute(copy.tables, everything) == before_rows
+    assert (
+        on_spark(copy, "DESCRIBE HISTORY cvm_p210.silver_inf_diario LIMIT 1")[0]["operation"]
+        == "OPTIMIZE"
+    )
+
+    # VACUUM keeping 30 days deletes nothing young; keeping none deletes every file no longer
+    # read, and time travel to those versions ends there.
+    def data_files() -> list[Path]:
+        return sorted(p for p in (copy.root / "silver").rglob("*.parquet") if "ano=" in str(p))
+
+    parquet = data_files()
+    on_spark(copy, "VACUUM cvm_p210.silver_inf_diario RETAIN 720 HOURS")
+    assert data_files() == parquet
+    spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
     try:
-        register_spark_views(spark, relations)
-        for statement in ORIGINAL_GOLD_STATEMENTS:
-            got = spark.sql(statement.rstrip(";")).collect()
-            columns, rows = execute(lake.tables, statement)
-            assert [[c.lower() for c in r.asDict()] for r in got[:1]] == [columns]
-            if "LIMIT" in statement or "GROUP BY" in statement:
-                assert [tuple(r) for r in got] == rows, statement
-            else:
-                assert sorted(tuple(r) for r in got) == sorted(rows), statement
-        everything = (
-            "SELECT * FROM cvm_p210.gold_cvm210_analytics"
-            " ORDER BY cnpj_fundo, id_subclasse NULLS FIRST, ano, mes"
-        )
-        got = spark.sql(everything).collect()
-        columns, rows = execute(lake.tables, everything)
-        assert list(got[0].asDict()) == columns
-        assert [tuple(map(utc, r)) for r in got] == [tuple(map(utc, r)) for r in rows]
+        on_spark(copy, "VACUUM cvm_p210.silver_inf_diario RETAIN 0 HOURS")
     finally:
-        spark.sql("DROP DATABASE IF EXISTS cvm_p210 CASCADE")
+        spark.conf.unset("spark.databricks.delta.retentionDurationCheck.enabled")
+    left = data_files()
+    assert len(left) == 2 and set(left) < set(parquet)
+    assert execute(copy.tables, everything) == before_rows
+
+
+def test_cvm210_sql_runs_on_spark_when_asked(lake: FilledLake) -> None:
+    """As a user runs it: its own Spark (Delta Lake's jars from the set-up's cache)."""
+    command = [sys.executable, "-m", "cvm210_assets.cli", "sql", LARGEST_NET_OUTFLOWS]
+    command += ["--lake", lake.uri, "--engine", "spark", "--format", "json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = render(*execute(lake.tables, LARGEST_NET_OUTFLOWS), "json")
+    assert json.loads(done.stdout) == json.loads(expected)
+
+    wrong = [sys.executable, "-m", "cvm210_assets.cli", "sql", "SELECT nope FROM silver"]
+    done = subprocess.run([*wrong, "--lake", lake.uri, "--engine", "spark"], capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith("cvm210 sql: [UNRESOLVED_COLUMN"), done.stderr[-2000:]
 
 
 def test_on_databricks_the_silver_name_is_the_delta_table_so_time_travel_runs_there() -> None:
-    from cvm210_assets.sql import databricks_statements
+    from cvm210_assets.sql import spark_statements
 
-    statements = databricks_statements("s3://bucket/lake/")
+    statements = spark_statements("s3://bucket/lake/")
     created = {re.search(r"cvm_p210\.\w+", s).group(): s for s in statements[1:]}
     assert created.keys() == {f"cvm_p210.{n}" for n in VIEWS} | {"cvm_p210.gold_fundos"}
     assert created["cvm_p210.silver_inf_diario"] == (

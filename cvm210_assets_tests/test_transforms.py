@@ -121,10 +121,8 @@ def bad_silver(spark: SparkSession):
 
 
 def test_silver_checks_fail_on_bad_data(bad_silver) -> None:
-    outcomes = {
-        o.check.name: o
-        for o in silver_asset.evaluate(silver_quality(bad_silver.toArrow(), MARCH), 9, 4)
-    }
+    quality = silver_quality(bad_silver, MARCH)
+    outcomes = {o.check.name: o for o in silver_asset.evaluate(quality, 9, 4)}
     assert not outcomes["required_fields_present"].passed
     assert not outcomes["net_assets_positive"].passed
     assert outcomes["key_unique"].metadata == {"duplicate_keys": 1}
@@ -136,6 +134,7 @@ def test_silver_checks_fail_on_bad_data(bad_silver) -> None:
     assert not outcomes["dates_in_partition_month"].passed
     assert outcomes["cnpj_check_digits_valid"].metadata["examples"] == "00017024000154"
     assert all(not o.passed for o in outcomes.values())
+    assert quality.latest_dt_comptc == "2024-04-01"
 
 
 def test_gold_checks_fail_when_totals_or_keys_disagree(bad_silver) -> None:
@@ -146,10 +145,10 @@ def test_gold_checks_fail_when_totals_or_keys_disagree(bad_silver) -> None:
     )
     gold = kpis(silver, "f", "s", "t", NOW)
     sums = silver_totals(silver)
-    assert all(o.passed for o in gold_asset.evaluate(gold_quality(gold.toArrow(), sums)))
+    assert all(o.passed for o in gold_asset.evaluate(gold_quality(gold, sums)))
     skewed = gold.withColumn("total_captacao", F.col("total_captacao") + F.lit(Decimal("0.01")))
-    totals, _ = gold_asset.evaluate(gold_quality(skewed.toArrow(), sums))
-    _, keys = gold_asset.evaluate(gold_quality(gold.unionByName(gold).toArrow(), sums))
+    totals, _ = gold_asset.evaluate(gold_quality(skewed, sums))
+    _, keys = gold_asset.evaluate(gold_quality(gold.unionByName(gold), sums))
     assert not totals.passed
     assert totals.metadata["captacao_gold"] == str(
         sum(r["total_captacao"] for r in gold.collect()) + Decimal("0.01") * gold.count()
@@ -157,113 +156,31 @@ def test_gold_checks_fail_when_totals_or_keys_disagree(bad_silver) -> None:
     assert not keys.passed and keys.metadata == {"duplicate_keys": 2}
 
 
-def test_cnpj_check_digits() -> None:
-    from cvm210_assets.transforms.quality import cnpj_check_digits_ok
+def _check_digits_rule(cnpj: str) -> bool:
+    """The modulo-11 rule, one CNPJ at a time in plain Python: the reference."""
+    if len(cnpj) != 14 or not (cnpj.isascii() and cnpj.isdigit()):
+        return False
+    digits = [int(c) for c in cnpj]
+    first = [5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2]
+    for n, weights in ((12, first), (13, [6, *first])):
+        rest = sum(d * w for d, w in zip(digits, weights, strict=False)) % 11
+        if digits[n] != (0 if rest < 2 else 11 - rest):
+            return False
+    return True
 
-    assert cnpj_check_digits_ok("00017024000153") and cnpj_check_digits_ok("00068305000135")
-    assert not cnpj_check_digits_ok("00017024000154")
-    assert not cnpj_check_digits_ok("0001702400015") and not cnpj_check_digits_ok("0001702400015x")
 
+def test_check_digits_in_spark_agree_with_the_rule_one_by_one(spark) -> None:
+    from pyspark.sql import functions as F
 
-def test_vectorized_check_digits_agree_with_the_rule_one_by_one() -> None:
     from cvm210_assets.fake_cvm.generator import make_cnpj
-    from cvm210_assets.transforms.quality import bad_check_digits
+    from cvm210_assets.transforms.quality import cnpj_check_digits_ok
 
     good = [make_cnpj(f"{n:012d}") for n in range(0, 10**12, 10**12 // 997)]
     flipped = [c[:13] + str((int(c[13]) + 1) % 10) for c in good[:50]]
-    odd = ["123", "1234567890123x", "", "١٢٣٤٥٦٧٨٩٠١٢٣٤"]  # short, a letter, Arabic digits
-    assert bad_check_digits(good) == []
-    assert sorted(bad_check_digits(good + flipped + odd)) == sorted(flipped + odd)
-
-
-def test_the_arrow_merge_keeps_unchanged_rows_and_matches_null_subclasses() -> None:
-    import pyarrow as pa
-
-    from cvm210_assets.lake.merge import merge_rows
-
-    def table(rows):
-        return pa.table(
-            {
-                "cnpj_fundo": [r[0] for r in rows],
-                "id_subclasse": pa.array([r[1] for r in rows], pa.string()),
-                "vl_patrim_liq": pa.array([r[2] for r in rows], pa.decimal128(17, 2)),
-                "numero_linha": [r[3] for r in rows],
-            }
-        )
-
-    from decimal import Decimal as D
-
-    old = table([("1", None, D("10.00"), 2), ("2", "S", D("5.00"), 3), ("3", None, None, 4)])
-    new = table([("1", None, D("10.00"), 9), ("2", "S", D("6.00"), 8), ("4", None, D("1.00"), 7)])
-
-    merged, metrics = merge_rows(old, new, ("cnpj_fundo", "id_subclasse"), ("vl_patrim_liq",))
-
-    assert sorted(merged.to_pylist(), key=lambda r: r["cnpj_fundo"]) == [
-        {"cnpj_fundo": "1", "id_subclasse": None, "vl_patrim_liq": D("10.00"), "numero_linha": 2},
-        {"cnpj_fundo": "2", "id_subclasse": "S", "vl_patrim_liq": D("6.00"), "numero_linha": 8},
-        {"cnpj_fundo": "4", "id_subclasse": None, "vl_patrim_liq": D("1.00"), "numero_linha": 7},
-    ]  # 1 kept with its old line (NULL subclass matched NULL); 2 updated; 3 gone; 4 new
-    assert metrics == {
-        "num_target_rows_inserted": 1,
-        "num_target_rows_updated": 1,
-        "num_target_rows_deleted": 1,
-        "num_target_rows_copied": 1,
-    }
-
-
-def test_the_arrow_merge_pairs_rows_by_position_only_when_every_key_lines_up() -> None:
-    import pyarrow as pa
-
-    from cvm210_assets.lake.merge import _aligned, merge_rows
-
-    def table(rows):
-        return pa.table(
-            {
-                "cnpj_fundo": [r[0] for r in rows],
-                "id_subclasse": pa.array([r[1] for r in rows], pa.string()),
-                "v": pa.array([r[2] for r in rows], pa.int64()),
-                "linha": [r[3] for r in rows],
-            }
-        )
-
-    key, values = ("cnpj_fundo", "id_subclasse"), ("v",)
-    old = table([("1", None, 10, 2), ("1", "S", 5, 3), ("2", None, 7, 4)])
-    restated = table([("1", None, 10, 9), ("1", "S", 6, 8), ("2", None, 7, 7)])
-    assert _aligned(old, restated, key)
-    merged, metrics = merge_rows(old, restated, key, values)
-    assert sorted(
-        (r["cnpj_fundo"], r["id_subclasse"] or "", r["linha"]) for r in merged.to_pylist()
-    ) == [
-        ("1", "", 2),  # unchanged: the old row, its old line
-        ("1", "S", 8),  # changed: the new row
-        ("2", "", 4),
-    ]
-    assert metrics["num_target_rows_updated"] == 1 and metrics["num_target_rows_copied"] == 2
-
-    # Same size, same keys, another order; and a NULL subclass against a value: no alignment,
-    # and the join gives the same answer.
-    shuffled = restated.take([2, 0, 1])
-    assert not _aligned(old, shuffled, key)
-    assert merge_rows(old, shuffled, key, values)[1] == metrics
-    swapped = table([("1", "S", 10, 9), ("1", None, 6, 8), ("2", None, 7, 7)])
-    assert not _aligned(old, swapped, key)
-    assert merge_rows(old, swapped, key, values)[1]["num_target_rows_updated"] == 2
-
-
-def test_staged_constants_equal_what_spark_would_have_sent(spark, tmp_path: Path) -> None:
-    """stage_rows adds a month's lineage in Arrow: same columns, order, types and values as
-    Spark's own conversion of the whole frame."""
-    from cvm210_assets.lake.tables import stage_rows
-
-    path = tmp_path / "m.csv"
-    path.write_bytes(generate_month(MonthSpec(2024, 3, "b", n_funds=6, seed=3, dirt=True)))
-    lines = spark.read.option("lineSep", "\n").text(str(path))
-    lineage = bronze_lineage(LAYOUTS["b"], MARCH, "raw/m.csv", "f" * 64, NOW)
-    rows = bronze_rows(lines, LAYOUTS["b"], lineage)
-
-    staged = stage_rows(rows, cluster_by=("numero_linha",), constants=lineage)
-
-    expected = rows.toArrow().sort_by("numero_linha")
-    assert staged.data.schema == expected.schema
-    assert staged.data.equals(expected)
-    assert set(staged.data["dh_ingestao"].to_pylist()) == {NOW}
+    odd = ["123", "1234567890123x", "", "١٢٣٤٥٦٧٨٩٠١٢٣٤", None]  # short, a letter, Arabic, NULL
+    known = ["00017024000153", "00068305000135", "00017024000154"]
+    frame = spark.createDataFrame([(c,) for c in good + flipped + odd + known], "cnpj string")
+    got = dict(frame.select("cnpj", cnpj_check_digits_ok(F.col("cnpj")).alias("ok")).collect())
+    assert got == {c: c is not None and _check_digits_rule(c) for c in got}
+    assert [got[c] for c in known] == [True, True, False]
+    assert sum(got.values()) == len(good) + 2

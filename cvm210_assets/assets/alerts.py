@@ -51,7 +51,7 @@ from cvm210_assets.assets.common import (
 )
 from cvm210_assets.assets.gold import GOLD_ASSET
 from cvm210_assets.assets.silver import SILVER_ASSET
-from cvm210_assets.lake.tables import DeltaRsTables, Staged, stage_rows
+from cvm210_assets.lake.schemas import in_schema
 from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.transforms.alerts import OUTFLOW_ALERTS, RULES
@@ -124,7 +124,7 @@ def _alerts(
     month: Month,
 ) -> MonthResult:
     rules = outflow_rules.rules()
-    registry_tables = DeltaRsTables(lake.storage)  # fund_registry is read by delta-rs anywhere
+    registry_tables = lake.tables  # fund_registry is read by delta-rs anywhere
     with lake.month_lock(month, owner=run_label(context)):
         state = lake.state
         gold_state = require(state, GOLD_ASSET, month)
@@ -142,34 +142,37 @@ def _alerts(
             )  # fmt: skip
 
         spark = pyspark.spark_session
+        tables = lake.spark_tables(spark)
         frame = alert_rows(
-            lake.tables.read_month(spark, GOLD_ASSET, month),
-            lake.tables.read_month(spark, SILVER_ASSET, month),
+            tables.read_months(GOLD_ASSET, [month]),
+            tables.read_months(SILVER_ASSET, [month]),
             rules,
             PIPELINE_VERSION,
             now_utc(),
         )
-        staged = stage_rows(frame, cluster_by=("cnpj_fundo", "id_subclasse"))
+        # A month's alerts are tens of rows: they come to the driver to be named from the
+        # registry (and shown), and go back to Spark to be written.
         registry = (
             None
             if registry_version is None
             else registry_tables.dataset(REGISTRY_TABLE).to_table(columns=REGISTRY_COLUMNS)
         )
-        named = with_registry(staged.data, registry)
-        write = lake.tables.replace_month(
+        named = with_registry(frame.toArrow(), registry)
+        write = tables.replace_months(
             ALERTS_ASSET,
-            Staged(named, named.num_rows),
-            month,
+            in_schema(spark.createDataFrame(named), OUTFLOW_ALERTS),
+            [month],
             {"cvm210.month": month.key, **wanted},
+            cluster_by=("cnpj_fundo", "id_subclasse"),
         )
         rows = named.to_pylist()
         by_rule = Counter(rule for r in rows for rule in r["regras"].split(","))
-        state.put(ALERTS_ASSET, month, {**wanted, "rows": write.rows, "by_rule": dict(by_rule)})
+        state.put(ALERTS_ASSET, month, {**wanted, "rows": len(rows), "by_rule": dict(by_rule)})
         return MonthResult(
             month,
             data_version=wanted["source_sha256"],
             metadata={
-                "dagster/row_count": write.rows,
+                "dagster/row_count": len(rows),
                 **_alert_metadata(by_rule, rows),
                 "fund_registry": (
                     f"version {registry_version}"
@@ -177,7 +180,7 @@ def _alerts(
                     else "absent: alerts carry no names"
                 ),
                 "delta_version": write.version,
-                "table": MetadataValue.path(lake.tables.uri(ALERTS_ASSET)),
+                "table": MetadataValue.path(tables.uri(ALERTS_ASSET)),
                 SKIPPED: False,
             },
         )
@@ -239,7 +242,7 @@ def _deliver(
     channels: AlertDelivery,
     month: Month,
 ) -> MonthResult:
-    tables = DeltaRsTables(lake.storage)  # deliveries run where Dagster runs, never on Spark
+    tables = lake.tables  # deliveries run where Dagster runs, never on Spark
     advisors = channels.advisors()
     alerts = tables.read_month_arrow(ALERTS_ASSET, month)
     rows = [] if alerts is None else alerts.to_pylist()

@@ -2,6 +2,8 @@
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from dagster import (
     AssetDep,
@@ -15,7 +17,6 @@ from dagster_pyspark import LazyPySparkResource
 from pyspark.sql.types import StructType
 
 from cvm210_assets import PIPELINE_VERSION
-from cvm210_assets.assets.catalog import read_months
 from cvm210_assets.assets.common import (
     SKIPPED,
     Check,
@@ -35,7 +36,6 @@ from cvm210_assets.assets.common import (
 from cvm210_assets.assets.gold import GOLD_ASSET
 from cvm210_assets.assets.registry import REGISTRY_ASSET, STATE_KEY
 from cvm210_assets.lake.schemas import FUND_REGISTRY, GOLD_BREAKDOWNS
-from cvm210_assets.lake.tables import DeltaRsTables, Staged, stage_rows
 from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.transforms.breakdowns import (
@@ -57,10 +57,10 @@ ADD_UP_TO_MARKET = Check(
 CHECKS = (ADD_UP_TO_MARKET,)
 
 
-def evaluate(staged: Staged) -> list[Outcome]:
+def evaluate(rows: Sequence[Mapping[str, Any]]) -> list[Outcome]:
     """Σ over each dimension's groups equals the market row of the same escopo."""
     totals: dict[tuple[str, str], tuple] = {}
-    for row in staged.data.to_pylist():
+    for row in rows:
         key = (row["escopo"], row["dimensao"])
         values = (row["fundos"], row["total_captacao"], row["total_resgate"], row["fluxo_liquido"])
         previous = totals.get(key, (0, 0, 0, 0))
@@ -138,27 +138,38 @@ def _compute(
             return unchanged(context, BREAKDOWNS_ASSET, month, CHECKS, previous)
 
         spark = pyspark.spark_session
-        gold = read_months(spark, lake.tables, GOLD_ASSET, present)
-        # The registry is small and written by delta-rs wherever Dagster runs: read it as Arrow.
+        tables = lake.spark_tables(spark)
+        gold = tables.read_months(GOLD_ASSET, present)
+        # The registry is written by delta-rs wherever Dagster runs; Delta Lake reads it here.
         columns = ["cnpj_fundo", "id_subclasse", *REGISTRY_COLUMNS]
-        dataset = DeltaRsTables(lake.storage).dataset(REGISTRY_ASSET)
-        arrow = None if dataset is None else dataset.to_table(columns=columns)
-        schema = StructType([FUND_REGISTRY[c] for c in columns])
-        registry = spark.createDataFrame([] if arrow is None else arrow, schema=schema)
-        rows = breakdowns(gold, registry, month, present, PIPELINE_VERSION, now_utc())
-        staged = stage_rows(rows, cluster_by=("escopo", "dimensao", "valor"))
-        outcomes = evaluate(staged)
-        if blocking_failure(outcomes):
-            return MonthResult(month, {}, outcomes)
-        write = lake.tables.replace_month(
-            BREAKDOWNS_ASSET, staged, month, {"cvm210.month": month.key, **wanted}
-        )
+        registry = tables.read(REGISTRY_ASSET)
+        if registry is None:
+            schema = StructType([FUND_REGISTRY[c] for c in columns])
+            registry = spark.createDataFrame([], schema=schema)
+        frame = breakdowns(
+            gold, registry.select(*columns), month, present, PIPELINE_VERSION, now_utc()
+        ).persist()
+        try:
+            # A few hundred groups: they come to the driver for the check and the metadata.
+            rows = [r.asDict() for r in frame.collect()]
+            outcomes = evaluate(rows)
+            if blocking_failure(outcomes):
+                return MonthResult(month, {}, outcomes)
+            write = tables.replace_months(
+                BREAKDOWNS_ASSET,
+                frame,
+                [month],
+                {"cvm210.month": month.key, **wanted},
+                cluster_by=("escopo", "dimensao", "valor"),
+            )
+        finally:
+            frame.unpersist()
         state.put(
             BREAKDOWNS_ASSET,
             month,
             {
                 **wanted,
-                "rows": write.rows,
+                "rows": len(rows),
                 "delta_version": write.version,
                 "checks": [o.record() for o in outcomes],
             },
@@ -168,28 +179,24 @@ def _compute(
             outcomes=outcomes,
             data_version=digest,
             metadata={
-                "dagster/row_count": write.rows,
-                "registry_present": arrow is not None,
+                "dagster/row_count": len(rows),
+                "registry_present": tables.version(REGISTRY_ASSET) is not None,
                 "months_in_gold": ", ".join(m.key for m in present),
                 **{
                     f"window_{n}m_complete": sum(m >= month.shift(1 - n) for m in present) == n
                     for n in WINDOWS
                 },
                 "delta_version": write.version,
-                "table": MetadataValue.path(lake.tables.uri(BREAKDOWNS_ASSET)),
-                **{f"net_flow_by_{dimension}": _top(staged, dimension) for dimension in DIMENSIONS},
+                "table": MetadataValue.path(tables.uri(BREAKDOWNS_ASSET)),
+                **{f"net_flow_by_{dimension}": _top(rows, dimension) for dimension in DIMENSIONS},
                 SKIPPED: False,
             },
         )
 
 
-def _top(staged: Staged, dimension: str) -> MetadataValue:
+def _top(groups: Sequence[Mapping[str, Any]], dimension: str) -> MetadataValue:
     """The dimension's ten groups with the largest net outflow (every fund)."""
-    rows = [
-        r
-        for r in staged.data.to_pylist()
-        if r["escopo"] == ALL_FUNDS and r["dimensao"] == dimension
-    ]
+    rows = [r for r in groups if r["escopo"] == ALL_FUNDS and r["dimensao"] == dimension]
     rows.sort(key=lambda r: r["fluxo_liquido"])
     return markdown_table(
         rows[:10],

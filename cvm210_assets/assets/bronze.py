@@ -22,7 +22,7 @@ from cvm210_assets.assets.common import (
 )
 from cvm210_assets.assets.ingestion import S3_CSV, s3_csv_partition
 from cvm210_assets.lake.schemas import BRONZE_LINEAGE
-from cvm210_assets.lake.tables import stage_rows
+from cvm210_assets.lake.spark_tables import first_rows
 from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.source.layouts import LAYOUTS
@@ -81,30 +81,37 @@ def _load(
             return unchanged(context, BRONZE, month, CHECKS, previous)
 
         spark = pyspark.spark_session
+        tables = lake.spark_tables(spark)
         layout = LAYOUTS[csv["layout"]]
         ingested_at = now_utc()
-        with lake.storage.local_copy(csv["csv_key"]) as path:
-            lines = spark.read.option("lineSep", "\n").text(str(path))
-            lineage = bronze_lineage(layout, month, csv["csv_key"], csv["csv_sha256"], ingested_at)
-            rows = stage_rows(bronze_rows(lines, layout, lineage), constants=lineage)
-        outcomes = [
-            Outcome(
-                ALL_LINES_LOADED,
-                rows.rows == csv["rows"],
-                {"bronze_rows": rows.rows, "csv_data_lines": csv["rows"]},
+        # Spark reads the raw zone itself: a folder, or s3:// (s3a locally, native on Databricks).
+        lines = spark.read.option("lineSep", "\n").text(lake.storage.uri(csv["csv_key"]))
+        lineage = bronze_lineage(layout, month, csv["csv_key"], csv["csv_sha256"], ingested_at)
+        # Computed once, counted by the check, then written: what is checked is what is written.
+        rows = bronze_rows(lines, layout, lineage).persist()
+        try:
+            count = rows.count()
+            outcomes = [
+                Outcome(
+                    ALL_LINES_LOADED,
+                    count == csv["rows"],
+                    {"bronze_rows": count, "csv_data_lines": csv["rows"]},
+                )
+            ]
+            if blocking_failure(outcomes):
+                return MonthResult(month, {}, outcomes)
+            write = tables.replace_months(
+                BRONZE, rows, [month], {"cvm210.month": month.key, **wanted}
             )
-        ]
-        if blocking_failure(outcomes):
-            return MonthResult(month, {}, outcomes)
-        write = lake.tables.replace_month(
-            BRONZE, rows, month, {"cvm210.month": month.key, **wanted}
-        )
+            preview = first_rows(rows, 5, ["numero_linha"])
+        finally:
+            rows.unpersist()
         state.put(
             BRONZE,
             month,
             {
                 **wanted,
-                "rows": rows.rows,
+                "rows": count,
                 "delta_version": write.version,
                 "layout": layout.name,
                 "arquivo_origem": csv["csv_key"],
@@ -117,13 +124,13 @@ def _load(
             outcomes=outcomes,
             data_version=csv["csv_sha256"],
             metadata={
-                "dagster/row_count": rows.rows,
+                "dagster/row_count": count,
                 "delta_version": write.version,
-                "table": MetadataValue.path(lake.tables.uri(BRONZE)),
+                "table": MetadataValue.path(tables.uri(BRONZE)),
                 "layout": layout.name,
                 "source": csv["csv_key"],
                 "source_sha256": csv["csv_sha256"],
-                "preview": markdown_table(rows.preview(5), [*layout.columns, "numero_linha"]),
+                "preview": markdown_table(preview, [*layout.columns, "numero_linha"]),
                 SKIPPED: False,
             },
         )

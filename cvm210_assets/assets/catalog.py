@@ -9,10 +9,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
-
 from cvm210_assets.lake.raw_zone import StateStore
-from cvm210_assets.lake.tables import DeltaTables
 from cvm210_assets.partitions import Month
 
 VEGA_LITE_SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"
@@ -30,20 +27,6 @@ def recorded_net_flow(
         for m, r in records.items()
         if r is not None and "net_flow_total" in r
     ]
-
-
-def read_months(
-    spark: SparkSession, tables: DeltaTables, table: str, months: Sequence[Month]
-) -> DataFrame | None:
-    """The rows of `months` of a monthly table, as one DataFrame (None when there are none)."""
-    frames = [tables.read_month(spark, table, m) for m in months]
-    frames = [f for f in frames if f is not None]
-    if not frames:
-        return None
-    union = frames[0]
-    for frame in frames[1:]:
-        union = union.unionByName(frame)
-    return union
 
 
 def net_flow_chart(points: Sequence[tuple[str, Decimal]]) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """gold_kpis: fund-flow KPIs per fund and month, recomputed from the month's silver."""
 
-import pyarrow.compute as pc
 from dagster import AssetExecutionContext, BackfillPolicy, MetadataValue, asset
 from dagster_pyspark import LazyPySparkResource
+from pyspark.sql import functions as F
 
 from cvm210_assets import PIPELINE_VERSION
 from cvm210_assets.assets.catalog import (
@@ -28,7 +28,7 @@ from cvm210_assets.assets.common import (
 from cvm210_assets.assets.silver import SILVER_ASSET
 from cvm210_assets.lake.raw_zone import csv_key
 from cvm210_assets.lake.schemas import GOLD
-from cvm210_assets.lake.tables import stage_rows
+from cvm210_assets.lake.spark_tables import first_rows
 from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.transforms.gold import kpis
@@ -102,29 +102,37 @@ def _compute(
             return unchanged(context, GOLD_ASSET, month, CHECKS, previous)
 
         spark = pyspark.spark_session
+        tables = lake.spark_tables(spark)
         # Silver is read twice (KPIs, then the sums the check compares them with, independently):
         # each read prunes to the columns it needs, cheaper than caching the whole month.
-        source = lake.tables.read_month(spark, SILVER_ASSET, month)
-        gold = kpis(source, csv_key(month), wanted["source_sha256"], PIPELINE_VERSION, now_utc())
-        staged = stage_rows(gold, cluster_by=("cnpj_fundo", "id_subclasse"))
-        quality = gold_quality(staged.data, silver_totals(source))
-        # The figures users read come from the staged rows (Arrow), not from more Spark jobs.
-        rows = staged.data
-        outflows = rows.filter(pc.less(rows["fluxo_liquido"], 0))
-        top_outflows = outflows.sort_by([("fluxo_liquido", "ascending")]).slice(0, 10).to_pylist()
-        summary = [pc.sum(rows[c]).as_py() for c in ("em_risco", "fluxo_liquido", "total_resgate")]
-        outcomes = evaluate(quality)
-        if blocking_failure(outcomes):
-            return MonthResult(month, {}, outcomes)
-        write = lake.tables.replace_month(
-            GOLD_ASSET, staged, month, {"cvm210.month": month.key, **wanted}
-        )
+        source = tables.read_months(SILVER_ASSET, [month])
+        gold = kpis(
+            source, csv_key(month), wanted["source_sha256"], PIPELINE_VERSION, now_utc()
+        ).persist()
+        try:
+            quality = gold_quality(gold, silver_totals(source))
+            outcomes = evaluate(quality)
+            if blocking_failure(outcomes):
+                return MonthResult(month, {}, outcomes)
+            summary = gold.agg(
+                F.count_if("em_risco"), F.sum("fluxo_liquido"), F.sum("total_resgate")
+            ).first()
+            top_outflows = first_rows(gold.where("fluxo_liquido < 0"), 10, ["fluxo_liquido"])
+            write = tables.replace_months(
+                GOLD_ASSET,
+                gold,
+                [month],
+                {"cvm210.month": month.key, **wanted},
+                cluster_by=("cnpj_fundo", "id_subclasse"),
+            )
+        finally:
+            gold.unpersist()
         state.put(
             GOLD_ASSET,
             month,
             {
                 **wanted,
-                "rows": write.rows,
+                "rows": quality.rows,
                 "delta_version": write.version,
                 "net_flow_total": str(summary[1] or 0),  # the catalog's 12-month chart reads it
                 "checks": [o.record() for o in outcomes],
@@ -138,12 +146,12 @@ def _compute(
             data_version=wanted["source_sha256"],
             metadata={
                 "net_flow_12_months": MetadataValue.json(chart),
-                "dagster/row_count": write.rows,
+                "dagster/row_count": quality.rows,
                 "funds_in_net_outflow": summary[0] or 0,
                 "net_flow_total": str(summary[1] or 0),
                 "outflow_total": str(summary[2] or 0),
                 "delta_version": write.version,
-                "table": MetadataValue.path(lake.tables.uri(GOLD_ASSET)),
+                "table": MetadataValue.path(tables.uri(GOLD_ASSET)),
                 "largest_net_outflows": markdown_table(
                     top_outflows,
                     [

@@ -219,7 +219,7 @@ def fund_registry(
     write = tables.replace_table(REGISTRY_ASSET, registry.table, wanted)
     record = {
         **wanted,
-        "rows": write.rows,
+        "rows": registry.table.num_rows,
         "delta_version": write.version,
         "checks": [o.record() for o in outcomes],
     }

@@ -10,13 +10,13 @@ from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from dagster import MetadataValue
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from cvm210_assets.assets.common import markdown_table
 from cvm210_assets.lake.raw_zone import StateStore
-from cvm210_assets.lake.tables import DeltaTables, Staged, with_month
+from cvm210_assets.lake.spark_tables import SparkDeltaTables, first_rows
 from cvm210_assets.partitions import Month
 from cvm210_assets.source.capture import RAW_ZIP
 from cvm210_assets.transforms.changes import (
@@ -54,57 +54,54 @@ def pending_restatement(
 
 
 def changes_rows(
-    tables: DeltaTables,
+    tables: SparkDeltaTables,
     month: Month,
     restatement: Restatement,
     silver_table: str,
-    after: pa.Table,
-) -> Staged:
+    after: DataFrame,
+) -> DataFrame:
     """The month's silver_changes after this restatement: earlier restatements kept, this
-    one's rows (re)computed, so writing them is idempotent. `after` is the staged silver."""
-    before = tables.read_month_arrow(silver_table, month)
+    one's rows (re)computed, so writing them is idempotent. `after` is the new silver month.
+
+    Both tables are read at their current versions, pinned: the rows compared stay the ones
+    the MERGE replaces, whatever is committed after this plan is made."""
+    before = tables.read_months(silver_table, [month], pinned=True)
     if before is None:
-        before = after.schema.empty_table()
+        before = after.limit(0)
     diff = restatement_changes(before, after, month, restatement)
-    earlier = tables.read_month_arrow(CHANGES_TABLE, month)
-    if earlier is not None:
-        earlier = with_month(earlier, month, diff.schema)
-        keep = pc.not_equal(earlier["arquivo_sha256_novo"], restatement.new_sha256)
-        diff = pa.concat_tables([earlier.filter(keep), diff])
-    return Staged.of(diff, cluster_by=("cnpj_fundo", "dt_comptc"))
+    earlier = tables.read_months(CHANGES_TABLE, [month], pinned=True)
+    if earlier is None:
+        return diff
+    keep = F.col("arquivo_sha256_novo") != F.lit(restatement.new_sha256)
+    return earlier.where(keep).select(*diff.columns).unionByName(diff)
 
 
-def summarize(changes: Staged, restatement: Restatement) -> dict[str, Any]:
+def summarize(changes: DataFrame, restatement: Restatement) -> dict[str, Any]:
     """Counts and money moved by this restatement: its state record and its metadata."""
-    rows = changes.data.filter(
-        pc.equal(changes.data["arquivo_sha256_novo"], restatement.new_sha256)
-    )
-    kinds = rows["mudanca"]
-    net = pc.sum(rows["variacao_fluxo_liquido"]).as_py() or Decimal(0)
+    rows = changes.where(F.col("arquivo_sha256_novo") == F.lit(restatement.new_sha256))
+    totals = rows.agg(
+        *(F.count_if(F.col("mudanca") == k).alias(k) for k in (INSERTED, UPDATED, DELETED)),
+        F.count_distinct("cnpj_fundo").alias("funds"),
+        F.sum("variacao_fluxo_liquido").alias("net"),
+    ).first()
     return {
         "source_sha256": restatement.new_sha256,
         "previous_sha256": restatement.previous_sha256,
-        "inserted": pc.sum(pc.equal(kinds, INSERTED)).as_py() or 0,
-        "updated": pc.sum(pc.equal(kinds, UPDATED)).as_py() or 0,
-        "deleted": pc.sum(pc.equal(kinds, DELETED)).as_py() or 0,
-        "funds_changed": pc.count_distinct(rows["cnpj_fundo"]).as_py(),
-        "net_flow_change": str(net),
+        "inserted": totals[INSERTED],
+        "updated": totals[UPDATED],
+        "deleted": totals[DELETED],
+        "funds_changed": totals["funds"],
+        "net_flow_change": str(totals["net"] if totals["net"] is not None else Decimal(0)),
         "published_at": restatement.published_at.isoformat() if restatement.published_at else None,
         "largest": _largest(rows, 10),
     }
 
 
-def _largest(rows: pa.Table, n: int) -> list[dict[str, Any]]:
-    if rows.num_rows == 0:
-        return []
-    size = pc.abs(rows["variacao_fluxo_liquido"])
-    order = pc.sort_indices(pa.table({"size": size}), [("size", "descending")])
-    picked = rows.take(order[:n]).select(
-        ["cnpj_fundo", "id_subclasse", "dt_comptc", "mudanca", "variacao_fluxo_liquido"]
-    )
-    return [
-        {k: str(v) if v is not None else None for k, v in r.items()} for r in picked.to_pylist()
-    ]
+def _largest(rows: DataFrame, n: int) -> list[dict[str, Any]]:
+    """The `n` changes that moved the most money, as text."""
+    columns = ["cnpj_fundo", "id_subclasse", "dt_comptc", "mudanca", "variacao_fluxo_liquido"]
+    picked = first_rows(rows.select(*columns), n, [F.abs("variacao_fluxo_liquido").desc()])
+    return [{k: str(v) if v is not None else None for k, v in r.items()} for r in picked]
 
 
 def restatement_metadata(summary: dict[str, Any] | None) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 import datetime as dt
 
-import pyarrow.compute as pc
 from dagster import (
     AssetCheckSeverity,
     AssetExecutionContext,
@@ -38,7 +37,7 @@ from cvm210_assets.assets.restatements import (
     summarize,
 )
 from cvm210_assets.lake.schemas import SILVER, SILVER_KEY, SILVER_REJECTS, SILVER_VALUES
-from cvm210_assets.lake.tables import Staged, stage_rows
+from cvm210_assets.lake.spark_tables import first_rows
 from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.source.layouts import LAYOUTS
@@ -167,6 +166,7 @@ def _clean(
             )
 
         spark = pyspark.spark_session
+        tables = lake.spark_tables(spark)
         layout = LAYOUTS[bronze_state["layout"]]
         source = Source(
             arquivo_origem=bronze_state["arquivo_origem"],
@@ -180,60 +180,55 @@ def _clean(
             state, month, previous, wanted["source_sha256"], processed_at
         )
         lineage = silver_lineage(source, month, PIPELINE_VERSION, processed_at)
-        bronze_rows = lake.tables.read_month(spark, BRONZE, month)
-        # Judged once and cached: silver and its rejects both read the cache.
+        bronze_rows = tables.read_months(BRONZE, [month])
+        # Judged once and cached (the few repeated keys beside them): the checks, silver, its
+        # rejects and the restatement's changes all read the cache.
         single = judge_rows(bronze_rows, layout, month).persist()
         repeated = repeated_keys(single).persist()
-        judged = mark_duplicates(single, repeated)
+        judged = mark_duplicates(single, repeated).persist()
         try:
             clean = silver_rows(judged, lineage)
-            staged = stage_rows(clean, cluster_by=SILVER_KEY, constants=lineage)
-            rejects = stage_rows(
-                rejected_rows(judged, bronze_rows, layout, lineage),
-                cluster_by=("numero_linha",),
+            rejects = rejected_rows(judged, bronze_rows, layout, lineage)
+            quality = silver_quality(clean, month)
+            by_reason = dict(rejects.groupBy("motivo").count().collect())
+            rejected = sum(by_reason.values())
+            outcomes = evaluate(quality, tables.month_rows(BRONZE, month), rejected)
+            if blocking_failure(outcomes):
+                return MonthResult(month, {}, outcomes)
+            commit = {"cvm210.month": month.key, **wanted}
+            # Rejects first: silver's state record is written last and marks the month done.
+            rejects_write = tables.replace_months(
+                REJECTS_TABLE, rejects, [month], commit, cluster_by=("numero_linha",)
             )
+            if restatement:  # recorded before the MERGE replaces the rows it compares with
+                changes = changes_rows(tables, month, restatement, SILVER_ASSET, clean)
+                tables.replace_months(
+                    CHANGES_TABLE, changes, [month], commit, cluster_by=("cnpj_fundo", "dt_comptc")
+                )
+                written = tables.read_months(CHANGES_TABLE, [month])
+                state.put(CHANGES_TABLE, month, summarize(written, restatement))
+            silver_write = tables.merge_months(
+                SILVER_ASSET, clean, [month], SILVER_KEY, SILVER_VALUES, commit, SILVER_KEY
+            )
+            preview = first_rows(clean, 5, SILVER_KEY)
+            rejects_preview = first_rows(rejects, 10, ["numero_linha"])
         finally:
+            judged.unpersist()
             repeated.unpersist()
             single.unpersist()
-        changes = (
-            changes_rows(lake.tables, month, restatement, SILVER_ASSET, staged.data)
-            if restatement
-            else None
-        )
-        # Counted on the staged rejects (Arrow) rather than by another Spark job over the month.
-        by_reason = {
-            r["values"]: r["counts"] for r in pc.value_counts(rejects.data["motivo"]).to_pylist()
-        }
-        rejected = rejects.rows
-        quality = silver_quality(staged.data, month)
-        outcomes = evaluate(quality, lake.tables.month_rows(BRONZE, month), rejected)
-        if blocking_failure(outcomes):
-            return MonthResult(month, {}, outcomes)
-        commit = {"cvm210.month": month.key, **wanted}
-        # Rejects first: silver's state record is written last and marks the month done.
-        rejects_write = lake.tables.replace_month(REJECTS_TABLE, rejects, month, commit)
-        if restatement:  # recorded before the MERGE replaces the rows it compares with
-            lake.tables.replace_month(CHANGES_TABLE, changes, month, commit)
-            state.put(CHANGES_TABLE, month, summarize(changes, restatement))
-        silver_write = lake.tables.merge_month(
-            SILVER_ASSET, staged, month, SILVER_KEY, SILVER_VALUES, commit
-        )
         changes = _changes(silver_write.metrics)
-        silver_count = staged.rows
-        preview = staged.preview(5)
-        rejects_preview = rejects.preview(10)
         state.put(
             SILVER_ASSET,
             month,
             {
                 **wanted,
-                "rows": silver_count,
+                "rows": quality.rows,
                 "rejected": rejected,
                 "rejected_by_reason": by_reason,
                 # The freshness check reads this: the newest reporting date the month holds.
-                "latest_dt_comptc": _latest_date(staged),
+                "latest_dt_comptc": quality.latest_dt_comptc,
                 "changes": changes,
-                "delta_version": lake.tables.version(SILVER_ASSET),
+                "delta_version": silver_write.version,
                 "checks": [o.record() for o in outcomes],
             },
         )
@@ -242,18 +237,18 @@ def _clean(
             outcomes=outcomes,
             data_version=wanted["source_sha256"],
             metadata={
-                "dagster/row_count": silver_count,
+                "dagster/row_count": quality.rows,
                 "rows_inserted": changes["inserted"],
                 "rows_updated": changes["updated"],
                 "rows_deleted": changes["deleted"],
-                "delta_version": lake.tables.version(SILVER_ASSET),
-                "table": MetadataValue.path(lake.tables.uri(SILVER_ASSET)),
+                "delta_version": silver_write.version,
+                "table": MetadataValue.path(tables.uri(SILVER_ASSET)),
                 "preview": markdown_table(preview, [f.name for f in SILVER.fields[:10]]),
                 "rejected_rows": rejected,
                 "rejected_by_reason": _reasons_table(by_reason),
                 **{f"rejected_{reason}": by_reason.get(reason, 0) for reason in REJECT_REASONS},
                 "rejects_delta_version": rejects_write.version,
-                "rejects_table": MetadataValue.path(lake.tables.uri(REJECTS_TABLE)),
+                "rejects_table": MetadataValue.path(tables.uri(REJECTS_TABLE)),
                 "rejects_preview": markdown_table(
                     rejects_preview, ["numero_linha", "motivo", "detalhe", "registro"]
                 ),
@@ -261,11 +256,6 @@ def _clean(
                 SKIPPED: False,
             },
         )
-
-
-def _latest_date(staged: Staged) -> str | None:
-    latest = pc.max(staged.data["dt_comptc"]).as_py()
-    return latest.isoformat() if latest else None
 
 
 def _changes(metrics: dict) -> dict[str, int]:

@@ -30,8 +30,9 @@ HISTORY_COLUMNS = (
     "userMetadata",
     "engineInfo",
 )
-# commitInfo fields delta-rs reports; anything else is the writer's own metadata.
-_COMMIT_FIELDS = {*HISTORY_COLUMNS, "clientVersion"}
+# commitInfo fields the engines report; anything else delta-rs records is the writer's own
+# metadata (Delta Lake's Spark engine keeps that in userMetadata, a string: ours is JSON).
+_COMMIT_FIELDS = {*HISTORY_COLUMNS, "clientVersion", "isolationLevel", "txnId"}
 
 
 class LakeError(ValueError):
@@ -53,6 +54,21 @@ def _json(value: Any) -> str | None:
     return None if not value else json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
+def _user_metadata(commit: dict[str, Any]) -> str | None:
+    """The writer's own metadata, as JSON text, whichever engine wrote the commit."""
+    extra = {k: v for k, v in commit.items() if k not in _COMMIT_FIELDS}
+    written = commit.get("userMetadata")
+    if isinstance(written, str):
+        try:
+            parsed = json.loads(written)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            return written  # someone else's text: shown as it is
+        extra |= parsed
+    return _json(extra)
+
+
 def history(tables: DeltaRsTables, table: str, limit: int | None = None) -> list[dict[str, Any]]:
     """The table's commits, newest first, with the columns of Delta's DESCRIBE HISTORY; the
     pipeline's own commit metadata (month, source sha256, …) is in `userMetadata`."""
@@ -65,7 +81,7 @@ def history(tables: DeltaRsTables, table: str, limit: int | None = None) -> list
             "readVersion": commit.get("readVersion"),
             "isBlindAppend": commit.get("isBlindAppend"),
             "operationMetrics": _json(commit.get("operationMetrics")),
-            "userMetadata": _json({k: v for k, v in commit.items() if k not in _COMMIT_FIELDS}),
+            "userMetadata": _user_metadata(commit),
             "engineInfo": commit.get("engineInfo") or commit.get("clientVersion"),
         }
         for commit in open_table(tables, table).history(limit)
@@ -163,6 +179,25 @@ def restore(tables: DeltaRsTables, table: str, version: int) -> dict[str, Any]:
 # Vacuum never removes a file that a version younger than this still reads: users can time
 # travel (and roll back) at least this far.
 MIN_TIME_TRAVEL = dt.timedelta(days=30)
+
+
+def retention_properties(keep: dt.timedelta) -> dict[str, str]:
+    """A table's own time-travel window: Delta Lake's Spark engine refuses time travel to a
+    version older than deletedFileRetentionDuration, and drops log entries older than
+    logRetentionDuration when it checkpoints."""
+    interval = f"interval {keep.days} days"
+    return {"delta.deletedFileRetentionDuration": interval, "delta.logRetentionDuration": interval}
+
+
+def keep_time_travel(tables: DeltaRsTables, table: str, keep: dt.timedelta) -> bool:
+    """Make the table's retention properties say what vacuum keeps; True when they changed."""
+    delta = open_table(tables, table)
+    wanted = retention_properties(keep)
+    current = delta.metadata().configuration
+    if all(current.get(name) == value for name, value in wanted.items()):
+        return False
+    delta.alter.set_table_properties(wanted)
+    return True
 
 
 def file_figures(tables: DeltaRsTables, table: str) -> dict[str, Any]:

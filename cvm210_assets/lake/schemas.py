@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql.types import (
     BooleanType,
     DataType,
@@ -20,6 +24,24 @@ MONEY = DecimalType(17, 2)
 QUOTA = DecimalType(27, 12)
 MONEY_SUM = DecimalType(27, 2)
 MONEY_MEAN = DecimalType(21, 6)
+
+
+def in_schema(
+    rows: DataFrame, schema: StructType, values: Mapping[str, Column] | None = None
+) -> DataFrame:
+    """`rows` as `schema`'s columns, in its order and types: each column is `values[name]`, else
+    the column of that name."""
+    values = values or {}
+    return rows.select(
+        *(typed(values.get(f.name, F.col(f.name)), f.dataType).alias(f.name) for f in schema)
+    )
+
+
+def typed(column: Column, kind: DataType) -> Column:
+    """`column` cast to `kind` by its SQL name: a type object sent through Spark Connect carries
+    an explicit collation, which Delta records as `string collate UTF8_BINARY`, a type delta-rs
+    cannot read."""
+    return column.cast(kind.simpleString())
 
 
 def _schema(*fields: tuple[str, DataType, str]) -> StructType:

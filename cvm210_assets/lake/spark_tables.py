@@ -1,162 +1,220 @@
-"""The Delta tables through Spark's own Delta Lake (delta-spark), as on a Databricks cluster.
+"""The lake's Delta tables through Delta Lake's own Spark engine: on a laptop as on Databricks.
 
-Same semantics as DeltaRsTables, one commit per write: a month is replaced with replaceWhere,
-silver is MERGEd with a null-safe key, only changed rows updated, and rows gone from the source
-deleted within the month only. Rows arrive staged and sorted by the clustering columns, so
-files are clustered by cnpj_fundo by construction, as with delta-rs.
+Every Spark step reads and writes here; delta-rs (lake/tables.py) is left to what runs without
+Spark. One commit per write: months are replaced with replaceWhere, silver is MERGEd with a
+null-safe key (only changed rows updated, rows gone from the source deleted within its months).
 
-Not exercised by the tests: local Spark cannot load Delta Lake's jars without Maven Central.
-The conditions it sends to Delta are pure functions, tested on their own.
+Everything goes through the DataFrame writer and SQL, not the `delta.tables` Python API, so it
+runs unchanged on a Spark Connect session (`cvm210 spark-server`), which has no Delta plugin.
+Rows are written one file per month, sorted by the table's clustering columns: files whose
+min/max statistics on cnpj_fundo let readers skip them, clustering by construction.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
-from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
+from cvm210_assets.lake.maintenance import MIN_TIME_TRAVEL, retention_properties
 from cvm210_assets.lake.schemas import PARTITION_COLUMNS
 from cvm210_assets.lake.storage import LakeStorage
-from cvm210_assets.lake.tables import DeltaTables, Staged, TableWrite, _month_predicate
 from cvm210_assets.partitions import Month
 
+# Set on every write, so they hold from the table's creation whatever the engine's defaults
+# (Databricks turns deletion vectors on for new tables): the lake's other readers, delta-rs and
+# DuckDB through Arrow (`cvm210 sql`, the report, alerts), read a version's Parquet files as
+# they are, and must not meet deletion vectors, v2 checkpoints, renamed columns or row ids.
+# Time travel: the window the upkeep keeps (at least 30 days; upkeep.py widens it when asked).
+TABLE_PROPERTIES = {
+    "delta.enableDeletionVectors": "false",
+    "delta.checkpointPolicy": "classic",
+    "delta.columnMapping.mode": "none",
+    "delta.enableRowTracking": "false",
+    **retention_properties(MIN_TIME_TRAVEL),
+}
 COMMIT_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 
 
-def merge_condition(key: tuple[str, ...], month: Month) -> str:
-    """Match on the key, NULL equal to NULL (a class row has no id_subclasse), in the month."""
-    on = " AND ".join(f"t.{c} <=> s.{c}" for c in key)
-    return f"{on} AND {_month_predicate(month, 't')}"
+def months_predicate(months: Sequence[Month], alias: str = "") -> str:
+    """SQL that holds for the rows of `months` (partition columns only, so Delta prunes)."""
+    prefix = f"{alias}." if alias else ""
+    by_year: dict[int, list[int]] = {}
+    for month in sorted(set(months)):
+        by_year.setdefault(month.ano, []).append(month.mes)
+    return " OR ".join(
+        f"({prefix}ano = {ano} AND {prefix}mes IN ({', '.join(map(str, mes))}))"
+        for ano, mes in by_year.items()
+    )
 
 
-def changed_condition(values: tuple[str, ...]) -> str:
+def merge_condition(key: Sequence[str], months: Sequence[Month]) -> str:
+    """Match on the key, NULL equal to NULL (a class row has no id_subclasse), in the months."""
+    on = " AND ".join(f"t.{c} <=> s.{c}" for c in (*key, *PARTITION_COLUMNS))
+    return f"{on} AND ({months_predicate(months, 't')})"
+
+
+def changed_condition(values: Sequence[str]) -> str:
     """A matched row is rewritten only when one of its values differs (NULL-aware)."""
     return " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in values)
 
 
+def merge_statement(
+    target: str, source: str, key: Sequence[str], values: Sequence[str], months: Sequence[Month]
+) -> str:
+    """MERGE that makes `months` of `target` equal `source`: update, insert, delete."""
+    return (
+        f"MERGE INTO {target} AS t USING {source} AS s ON {merge_condition(key, months)}"
+        f" WHEN MATCHED AND ({changed_condition(values)}) THEN UPDATE SET *"
+        " WHEN NOT MATCHED THEN INSERT *"
+        f" WHEN NOT MATCHED BY SOURCE AND ({months_predicate(months, 't')}) THEN DELETE"
+    )
+
+
 def merge_metrics(row: Mapping[str, Any]) -> dict[str, int]:
-    """delta-spark's MERGE result row, under the names delta-rs reports (and silver reads)."""
+    """Delta's MERGE result row under the names silver's metadata uses."""
     return {
-        "num_target_rows_inserted": int(row.get("num_inserted_rows", 0)),
-        "num_target_rows_updated": int(row.get("num_updated_rows", 0)),
-        "num_target_rows_deleted": int(row.get("num_deleted_rows", 0)),
+        "num_target_rows_inserted": int(row.get("num_inserted_rows") or 0),
+        "num_target_rows_updated": int(row.get("num_updated_rows") or 0),
+        "num_target_rows_deleted": int(row.get("num_deleted_rows") or 0),
     }
 
 
-class SparkDeltaTables(DeltaTables):
-    """delta-spark on the cluster's session, at the lake's URIs (s3://…)."""
+@dataclass(frozen=True)
+class TableWrite:
+    table: str
+    version: int
+    metrics: dict[str, Any] = field(default_factory=dict)
 
-    def __init__(self, storage: LakeStorage) -> None:
+
+class SparkDeltaTables:
+    """The lake's Delta tables, by path, on one SparkSession (classic or Spark Connect)."""
+
+    def __init__(self, storage: LakeStorage, spark: SparkSession) -> None:
         self.storage = storage
-
-    @property
-    def spark(self) -> SparkSession:
-        return SparkSession.builder.getOrCreate()
+        self.spark = spark
 
     def uri(self, table: str) -> str:
         return self.storage.uri(table)
 
-    def _open(self, table: str) -> DeltaTable | None:
-        if not DeltaTable.isDeltaTable(self.spark, self.uri(table)):
-            return None
-        return DeltaTable.forPath(self.spark, self.uri(table))
+    def _name(self, table: str) -> str:
+        return f"delta.`{self.uri(table)}`"
 
     def version(self, table: str) -> int | None:
-        delta = self._open(table)
-        return None if delta is None else delta.history(1).select("version").first()[0]
+        """The table's current version, or None when it does not exist yet."""
+        try:
+            row = self.spark.sql(f"DESCRIBE HISTORY {self._name(table)} LIMIT 1").first()
+        except AnalysisException:
+            return None
+        return None if row is None else int(row["version"])
+
+    def read(self, table: str, pinned: bool = False) -> DataFrame | None:
+        """The table, or None when it does not exist yet. `pinned`: at its current version,
+        whatever is committed while the frame is being computed."""
+        version = self.version(table)
+        if version is None:
+            return None
+        reader = self.spark.read.format("delta")
+        if pinned:
+            reader = reader.option("versionAsOf", version)
+        return reader.load(self.uri(table))
+
+    def read_months(
+        self, table: str, months: Sequence[Month], pinned: bool = False
+    ) -> DataFrame | None:
+        """The rows of `months` (Delta reads only their files), or None without a table."""
+        frame = self.read(table, pinned)
+        return None if frame is None else frame.where(months_predicate(months))
 
     def month_rows(self, table: str, month: Month) -> int:
-        # A count over one partition: Delta prunes to the month's files and answers from their
-        # statistics where it can.
-        frame = self._month(table, month)
-        return 0 if frame is None else frame.count()
-
-    def _month(self, table: str, month: Month) -> DataFrame | None:
-        if self._open(table) is None:
-            return None
-        return self.spark.read.format("delta").load(self.uri(table)).where(_month_predicate(month))
-
-    def read_month(self, spark: SparkSession, table: str, month: Month) -> DataFrame | None:
-        frame = self._month(table, month)
-        if frame is None:
-            return None
-        # Partition columns last, as DeltaRsTables gives them.
-        data = [c for c in frame.columns if c not in PARTITION_COLUMNS]
-        return frame.select(*data, *(F.col(c) for c in PARTITION_COLUMNS))
-
-    def read_month_arrow(self, table: str, month: Month) -> pa.Table | None:
-        frame = self._month(table, month)
-        return None if frame is None else frame.drop(*PARTITION_COLUMNS).toArrow()
-
-    def _frame(self, rows: Staged) -> DataFrame:
-        return self.spark.createDataFrame(rows.data)
+        frame = self.read_months(table, [month])
+        return 0 if frame is None else frame.count()  # answered from the files' statistics
 
     @contextmanager
-    def _commit_metadata(self, commit: dict[str, str]) -> Iterator[None]:
-        """The commit's metadata in its commitInfo (userMetadata), as delta-rs records it."""
-        self.spark.conf.set(COMMIT_METADATA_CONF, json.dumps(commit, sort_keys=True))
+    def _commit_metadata(self, commit: Mapping[str, str]) -> Iterator[None]:
+        """The commit's metadata in its commitInfo.userMetadata (DESCRIBE HISTORY shows it)."""
+        self.spark.conf.set(COMMIT_METADATA_CONF, json.dumps(dict(commit), sort_keys=True))
         try:
             yield
         finally:
             self.spark.conf.unset(COMMIT_METADATA_CONF)
 
-    def _append(self, table: str, rows: Staged, commit: dict[str, str]) -> None:
-        with self._commit_metadata(commit):
-            (
-                self._frame(rows)
-                .write.format("delta")
-                .mode("append")
-                .option("mergeSchema", "true")
-                .partitionBy(*PARTITION_COLUMNS)
-                .save(self.uri(table))
-            )
+    def _files_per_month(self, rows: DataFrame, cluster_by: Sequence[str]) -> DataFrame:
+        """One file per month, its rows sorted by `cluster_by`."""
+        return rows.repartition(*PARTITION_COLUMNS).sortWithinPartitions(
+            *PARTITION_COLUMNS, *cluster_by
+        )
 
-    def replace_month(
-        self, table: str, rows: Staged, month: Month, commit: dict[str, str]
-    ) -> TableWrite:
-        if self._open(table) is None:
-            self._append(table, rows, commit)
-        else:
-            with self._commit_metadata(commit):
-                (
-                    self._frame(rows)
-                    .write.format("delta")
-                    .mode("overwrite")
-                    .option("replaceWhere", _month_predicate(month))
-                    .option("mergeSchema", "true")
-                    .partitionBy(*PARTITION_COLUMNS)
-                    .save(self.uri(table))
-                )
-        return TableWrite(table, self.version(table), rows.rows)
-
-    def merge_month(
+    def replace_months(
         self,
         table: str,
-        rows: Staged,
-        month: Month,
-        key: tuple[str, ...],
-        values: tuple[str, ...],
-        commit: dict[str, str],
+        rows: DataFrame,
+        months: Sequence[Month],
+        commit: Mapping[str, str],
+        cluster_by: Sequence[str] = (),
     ) -> TableWrite:
-        delta = self._open(table)
-        if delta is None or self.month_rows(table, month) == 0:
-            self._append(table, rows, commit)
-            metrics = {"num_target_rows_inserted": rows.rows}
-            return TableWrite(table, self.version(table), rows.rows, metrics)
-        with self._commit_metadata(commit):
-            result = (
-                delta.alias("t")
-                .merge(self._frame(rows).alias("s"), merge_condition(key, month))
-                .whenMatchedUpdateAll(condition=changed_condition(values))
-                .whenNotMatchedInsertAll()
-                .whenNotMatchedBySourceDelete(condition=_month_predicate(month, "t"))
-                .execute()
+        """Make `months` of `table` hold exactly `rows`, in one commit; other months untouched.
+        New columns are added (schema evolution): bronze grows with the layouts it meets."""
+        writer = (
+            self._files_per_month(rows, cluster_by)
+            .write.format("delta")
+            .options(**TABLE_PROPERTIES)
+            .option("mergeSchema", "true")
+            .option("userMetadata", json.dumps(dict(commit), sort_keys=True))
+            .partitionBy(*PARTITION_COLUMNS)
+        )
+        if self.version(table) is None:
+            writer.mode("append").save(self.uri(table))
+        else:
+            writer.mode("overwrite").option("replaceWhere", months_predicate(months)).save(
+                self.uri(table)
             )
-        metrics = merge_metrics(result.first().asDict())
-        return TableWrite(table, self.version(table), rows.rows, metrics)
+        return self._committed(table)
+
+    def merge_months(
+        self,
+        table: str,
+        rows: DataFrame,
+        months: Sequence[Month],
+        key: Sequence[str],
+        values: Sequence[str],
+        commit: Mapping[str, str],
+        cluster_by: Sequence[str] = (),
+    ) -> TableWrite:
+        """Make `months` of `table` equal `rows` by MERGE: update the rows whose `values`
+        changed (the others keep their lineage), insert, delete. Months the table does not
+        hold yet are written as a plain replace: nothing to match."""
+        if self.version(table) is None or self.read_months(table, months).isEmpty():
+            write = self.replace_months(table, rows, months, commit, cluster_by)
+            inserted = {"num_target_rows_inserted": write.metrics.get("numOutputRows", 0)}
+            return TableWrite(table, write.version, inserted)
+        view = f"cvm210_merge_{uuid.uuid4().hex}"
+        # Delta's MERGE lays out the files it rewrites itself (one per month, not sorted):
+        # the weekly upkeep Z-orders restated months again.
+        rows.createOrReplaceTempView(view)
+        try:
+            with self._commit_metadata(commit):
+                result = self.spark.sql(
+                    merge_statement(self._name(table), view, key, values, months)
+                ).first()
+        finally:
+            self.spark.catalog.dropTempView(view)
+        return TableWrite(table, self._committed(table).version, merge_metrics(result.asDict()))
+
+    def _committed(self, table: str) -> TableWrite:
+        """The table's last commit: its version and Delta's own figures (numOutputRows…)."""
+        row = self.spark.sql(f"DESCRIBE HISTORY {self._name(table)} LIMIT 1").first()
+        metrics = {k: int(v) for k, v in (row["operationMetrics"] or {}).items() if v.isdigit()}
+        return TableWrite(table, int(row["version"]), metrics)
+
+
+def first_rows(rows: DataFrame, n: int, order_by: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """The first `n` rows as dicts, for previews in the UI."""
+    ordered = rows.orderBy(*order_by) if order_by else rows
+    return [row.asDict() for row in ordered.limit(n).collect()]

@@ -1,27 +1,22 @@
-"""The Delta tables, behind one interface with one engine per deployment.
+"""The lake's Delta tables through delta-rs: for what runs without Spark.
 
-Locally (and wherever Spark has no Delta Lake jars) delta-rs does the Delta work and Arrow
-carries the data between Spark and delta-rs; on a Databricks cluster the cluster's own Delta
-Lake does (issue #3). Assets only see `DeltaTables`.
+Every Spark step reads and writes through Delta Lake's Spark engine (lake/spark_tables.py).
+What runs where Dagster runs, without a JVM, goes through delta-rs and Arrow: the fund
+registry and the delivery log it writes, `cvm210 sql` on DuckDB, the report, the alerts'
+deliveries, the upkeep, and the checks and tests that read a few rows. Both engines meet on
+tables whose features both read (spark_tables.TABLE_PROPERTIES).
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, write_deltalake
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
-from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
-from cvm210_assets.lake.merge import merge_rows
 from cvm210_assets.lake.schemas import PARTITION_COLUMNS
 from cvm210_assets.lake.storage import LakeStorage, LocalStorage
 from cvm210_assets.partitions import Month
@@ -40,119 +35,19 @@ TABLES = (
 
 
 @dataclass(frozen=True)
-class Staged:
-    """Rows computed once and held on the driver as Arrow for a commit: the checks read these
-    very rows before anything is written. (A month is at most a few million rows.)"""
-
-    data: pa.Table
-    rows: int
-
-    @classmethod
-    def of(cls, rows: pa.Table, cluster_by: tuple[str, ...] = ()) -> Staged:
-        """`rows` ordered by `cluster_by`, the clustering of the files they will be written to."""
-        if cluster_by:
-            rows = rows.sort_by([(c, "ascending") for c in cluster_by])
-        return cls(rows, rows.num_rows)
-
-    def preview(self, n: int) -> list[dict[str, Any]]:
-        return self.data.slice(0, n).to_pylist()
-
-
-def stage_rows(
-    rows: DataFrame, cluster_by: tuple[str, ...] = (), constants: Mapping[str, Any] | None = None
-) -> Staged:
-    """`rows` computed once, as Arrow on the driver, ordered by `cluster_by`.
-
-    `constants` are columns of `rows` that hold one value for the whole frame (a month's
-    lineage): Spark would convert and send that value once per row, a quarter of bronze's
-    conversion time at 1.5 M rows, so they are added here instead. Sorting in Arrow is cheaper
-    than a global sort in Spark and gives files whose min/max statistics on cnpj_fundo let
-    readers skip them: clustering by construction.
-    """
-    constants = constants or {}
-    large = rows.sparkSession.conf.get("spark.sql.execution.arrow.useLargeVarTypes", "false")
-    schema = to_arrow_schema(rows.schema, timezone="UTC", prefers_large_types=large == "true")
-    computed = rows.drop(*constants).toArrow()
-    columns = {name: computed[name] for name in computed.column_names} | dict(constants)
-    return Staged.of(arrow_table(schema, columns, computed.num_rows), cluster_by)
-
-
-def arrow_table(schema: pa.Schema, columns: Mapping[str, Any], num_rows: int) -> pa.Table:
-    """A table in `schema`: arrays cast to their field's type, and single values (a month's
-    lineage, its partition) repeated on every row."""
-    return pa.table(
-        [
-            pc.cast(columns[f.name], f.type)
-            if isinstance(columns[f.name], pa.Array | pa.ChunkedArray)
-            else pa.repeat(pa.scalar(columns[f.name], f.type), num_rows)
-            for f in schema
-        ],
-        schema=schema,
-    )
-
-
-def with_month(rows: pa.Table, month: Month, schema: pa.Schema) -> pa.Table:
-    """Rows read without their partition columns (`read_month_arrow`), in `schema` again."""
-    columns = {name: rows[name] for name in rows.column_names}
-    columns |= dict(zip(PARTITION_COLUMNS, (month.ano, month.mes), strict=True))
-    return arrow_table(schema, columns, rows.num_rows)
-
-
-@dataclass(frozen=True)
 class TableWrite:
+    """A commit: the table, the version it made, and the engine's figures for it."""
+
     table: str
     version: int
-    rows: int
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-class DeltaTables(ABC):
-    """Month-at-a-time access to the lake's Delta tables."""
-
-    @abstractmethod
-    def uri(self, table: str) -> str: ...
-
-    @abstractmethod
-    def version(self, table: str) -> int | None:
-        """Current version, or None when the table does not exist yet."""
-
-    @abstractmethod
-    def month_rows(self, table: str, month: Month) -> int:
-        """Rows the table holds for the month, from the Delta log's file statistics."""
-
-    @abstractmethod
-    def read_month(self, spark: SparkSession, table: str, month: Month) -> DataFrame | None:
-        """The month's rows, or None when the table does not exist yet."""
-
-    @abstractmethod
-    def read_month_arrow(self, table: str, month: Month) -> pa.Table | None:
-        """The month's rows as Arrow on the driver, partition columns omitted."""
-
-    @abstractmethod
-    def replace_month(
-        self, table: str, rows: Staged, month: Month, commit: dict[str, str]
-    ) -> TableWrite:
-        """Replace the month's rows in one commit; other months are untouched."""
-
-    @abstractmethod
-    def merge_month(
-        self,
-        table: str,
-        rows: Staged,
-        month: Month,
-        key: tuple[str, ...],
-        values: tuple[str, ...],
-        commit: dict[str, str],
-    ) -> TableWrite:
-        """Make the month equal `rows` by MERGE: update changed `values`, insert, delete."""
+def _month_predicate(month: Month) -> str:
+    return f"ano = {month.ano} AND mes = {month.mes}"
 
 
-def _month_predicate(month: Month, alias: str = "") -> str:
-    prefix = f"{alias}." if alias else ""
-    return f"{prefix}ano = {month.ano} AND {prefix}mes = {month.mes}"
-
-
-class DeltaRsTables(DeltaTables):
+class DeltaRsTables:
     """delta-rs on a local folder or S3."""
 
     def __init__(self, storage: LakeStorage) -> None:
@@ -200,19 +95,6 @@ class DeltaRsTables(DeltaTables):
         # aborted the process at exit in deltalake 1.5-1.6; reading its file list has not.
         return self._dataset(files, schema).to_table() if files else schema.empty_table()
 
-    def read_month(self, spark: SparkSession, table: str, month: Month) -> DataFrame | None:
-        parts = self._month_parts(table, month)
-        if parts is None:
-            return None
-        files, schema = parts
-        spark_schema = from_arrow_schema(schema)
-        # Spark reads a local folder's files itself; from S3 (no connector here) through Arrow.
-        if files and isinstance(self.storage, LocalStorage):
-            frame = spark.read.schema(spark_schema).parquet(*files)
-        else:
-            frame = spark.createDataFrame(self._arrow(files, schema), schema=spark_schema)
-        return frame.withColumn("ano", F.lit(month.ano)).withColumn("mes", F.lit(month.mes))
-
     def _dataset(
         self, files: list[str], schema: pa.Schema, hive_root: str | None = None
     ) -> pads.Dataset:
@@ -252,23 +134,6 @@ class DeltaRsTables(DeltaTables):
         parts = self._month_parts(table, month)
         return None if parts is None else self._arrow(*parts)
 
-    def replace_month(
-        self, table: str, rows: Staged, month: Month, commit: dict[str, str]
-    ) -> TableWrite:
-        arrow = rows.data
-        exists = self._open(table) is not None
-        write_deltalake(
-            self.uri(table),
-            arrow,
-            mode="overwrite" if exists else "append",
-            predicate=_month_predicate(month) if exists else None,
-            partition_by=list(PARTITION_COLUMNS),
-            schema_mode="merge",
-            storage_options=self.options,
-            commit_properties=CommitProperties(custom_metadata=commit),
-        )
-        return TableWrite(table, self._open(table).version(), arrow.num_rows)
-
     def replace_table(self, table: str, rows: pa.Table, commit: dict[str, str]) -> TableWrite:
         """Replace an unpartitioned table's rows (e.g. fund_registry) in one commit."""
         write_deltalake(
@@ -279,43 +144,4 @@ class DeltaRsTables(DeltaTables):
             storage_options=self.options,
             commit_properties=CommitProperties(custom_metadata=commit),
         )
-        return TableWrite(table, self._open(table).version(), rows.num_rows)
-
-    def merge_month(
-        self,
-        table: str,
-        rows: Staged,
-        month: Month,
-        key: tuple[str, ...],
-        values: tuple[str, ...],
-        commit: dict[str, str],
-    ) -> TableWrite:
-        arrow = rows.data
-        delta = self._open(table)
-        if delta is None or not self.month_files(delta, month):
-            write_deltalake(
-                self.uri(table),
-                arrow,
-                mode="append",
-                partition_by=list(PARTITION_COLUMNS),
-                storage_options=self.options,
-                commit_properties=CommitProperties(custom_metadata=commit),
-            )
-            metrics = {"num_target_rows_inserted": arrow.num_rows}
-            return TableWrite(table, self._open(table).version(), arrow.num_rows, metrics)
-        # The MERGE is computed in Arrow (lake/merge.py says why) and written as one overwrite
-        # of the month; its counts go into the commit, where DESCRIBE HISTORY shows them.
-        old = with_month(self.read_month_arrow(table, month), month, arrow.schema)
-        merged, metrics = merge_rows(old, arrow, key, values)
-        counts = {f"cvm210.{name}": str(count) for name, count in metrics.items()}
-        write_deltalake(
-            self.uri(table),
-            merged,
-            mode="overwrite",
-            predicate=_month_predicate(month),
-            partition_by=list(PARTITION_COLUMNS),
-            schema_mode="merge",
-            storage_options=self.options,
-            commit_properties=CommitProperties(custom_metadata={**commit, **counts}),
-        )
-        return TableWrite(table, self._open(table).version(), arrow.num_rows, metrics)
+        return TableWrite(table, self._open(table).version(), {"numOutputRows": rows.num_rows})

@@ -25,7 +25,7 @@ from pyspark.sql.types import (
 )
 
 from cvm210_assets.alerts.config import AlertRules
-from cvm210_assets.lake.schemas import MONEY, MONEY_SUM
+from cvm210_assets.lake.schemas import MONEY, MONEY_SUM, in_schema
 
 KEY = ("cnpj_fundo", "id_subclasse")
 RULES = ("net_outflow_pct", "net_outflow_amount", "consecutive_outflow_days", "holders_drop_pct")
@@ -252,9 +252,4 @@ def outflow_alerts(
         "versao_pipeline": F.lit(pipeline_version),
         "dh_processamento": F.lit(processed_at),
     }
-    return flagged.select(
-        *(
-            derived.get(f.name, F.col(f.name)).cast(f.dataType).alias(f.name)
-            for f in OUTFLOW_ALERTS.fields
-        )
-    )
+    return in_schema(flagged, OUTFLOW_ALERTS, derived)

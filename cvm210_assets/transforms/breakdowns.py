@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from cvm210_assets.lake.schemas import GOLD_BREAKDOWNS, MONEY_SUM
+from cvm210_assets.lake.schemas import GOLD_BREAKDOWNS, MONEY_SUM, in_schema
 from cvm210_assets.partitions import Month
 
 NAO_INFORMADO = "não informado"
@@ -152,4 +152,4 @@ def breakdowns(
             "mes": F.lit(month.mes),
         }
     )
-    return rows.select(*(F.col(f.name).cast(f.dataType).alias(f.name) for f in GOLD_BREAKDOWNS))
+    return in_schema(rows, GOLD_BREAKDOWNS)

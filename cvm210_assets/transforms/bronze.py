@@ -9,7 +9,7 @@ from typing import Any
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from cvm210_assets.lake.schemas import BRONZE_LINEAGE
+from cvm210_assets.lake.schemas import BRONZE_LINEAGE, typed
 from cvm210_assets.partitions import Month
 from cvm210_assets.source.layouts import Layout
 
@@ -47,7 +47,7 @@ def bronze_lineage(
     arquivo_sha256: str,
     ingested_at: dt.datetime,
 ) -> dict[str, Any]:
-    """The lineage every row of one CSV shares (stage_rows adds it without Spark's help)."""
+    """The lineage every row of one CSV shares."""
     return {
         "arquivo_origem": arquivo_origem,
         "arquivo_sha256": arquivo_sha256,
@@ -90,5 +90,5 @@ def bronze_rows(lines: DataFrame, layout: Layout, lineage: Mapping[str, Any]) ->
     }
     return data.select(
         *source_columns,
-        *(columns[f.name].cast(f.dataType).alias(f.name) for f in BRONZE_LINEAGE.fields),
+        *(typed(columns[f.name], f.dataType).alias(f.name) for f in BRONZE_LINEAGE.fields),
     )

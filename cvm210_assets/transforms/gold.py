@@ -7,7 +7,7 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from cvm210_assets.lake.schemas import GOLD, GOLD_KEY, MONEY, MONEY_SUM
+from cvm210_assets.lake.schemas import GOLD, GOLD_KEY, MONEY, MONEY_SUM, in_schema
 
 
 def _ratio(numerator: Column, denominator: Column) -> Column:
@@ -63,9 +63,4 @@ def kpis(
         "versao_pipeline": F.lit(pipeline_version),
         "dh_processamento": F.lit(processed_at),
     }
-    return ends.select(
-        *(
-            derived.get(field.name, F.col(field.name)).cast(field.dataType).alias(field.name)
-            for field in GOLD.fields
-        )
-    )
+    return in_schema(ends, GOLD, derived)

@@ -1,8 +1,8 @@
 """Data-quality measures of the rows about to be committed, so bad data is never committed.
 
-The measures read the staged rows themselves (Arrow, on the driver), not a recomputation of
-them: what is checked is exactly what would be written. The assets turn the numbers into
-asset-check results; a check fails when its count of offending rows is not zero.
+The measures are Spark aggregations over the very frames the assets then write (cached, so
+they are computed once): what is checked is exactly what would be written. The assets turn
+the numbers into asset-check results; a check fails when its count of offending rows is not 0.
 """
 
 from __future__ import annotations
@@ -10,10 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from cvm210_assets.lake.schemas import GOLD_KEY, SILVER_KEY
@@ -23,35 +20,17 @@ _CNPJ_WEIGHTS_1 = (5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2)
 _CNPJ_WEIGHTS_2 = (6, *_CNPJ_WEIGHTS_1)
 
 
-def cnpj_check_digits_ok(cnpj: str) -> bool:
-    """True when a 14-digit CNPJ's two check digits are right (the modulo-11 rule)."""
-    return not bad_check_digits([cnpj])
+def cnpj_check_digits_ok(cnpj: Column) -> Column:
+    """True when a 14-digit CNPJ's two check digits are right (the modulo-11 rule); False for
+    anything that is not 14 digits."""
+    digits = [F.substring(cnpj, i + 1, 1).cast("int") for i in range(14)]
 
+    def check(weights: tuple[int, ...]) -> Column:
+        rest = sum(d * w for d, w in zip(digits, weights, strict=False)) % 11
+        return F.when(rest < 2, F.lit(0)).otherwise(11 - rest)
 
-def bad_check_digits(cnpjs: list[str]) -> list[str]:
-    """The CNPJs whose check digits are wrong (or that are not 14 digits), in one vectorized
-    pass: a month has tens of thousands of distinct CNPJs."""
-    shaped = [c for c in cnpjs if len(c) == 14 and c.isascii() and c.isdigit()]
-    wrong = [c for c in cnpjs if not (len(c) == 14 and c.isascii() and c.isdigit())]
-    if not shaped:
-        return wrong
-    digits = np.frombuffer("".join(shaped).encode(), dtype=np.uint8).reshape(-1, 14) - 48
-    digits = digits.astype(np.int64)
-
-    def check(weights: tuple[int, ...]) -> np.ndarray:
-        rest = digits[:, : len(weights)] @ np.array(weights) % 11
-        return np.where(rest < 2, 0, 11 - rest)
-
-    ok = (check(_CNPJ_WEIGHTS_1) == digits[:, 12]) & (check(_CNPJ_WEIGHTS_2) == digits[:, 13])
-    return wrong + [c for c, good in zip(shaped, ok, strict=True) if not good]
-
-
-def _count(mask: pa.ChunkedArray | pa.Array) -> int:
-    return pc.sum(pc.fill_null(mask, False).cast(pa.int64())).as_py() or 0
-
-
-def _distinct_rows(table: pa.Table, columns: tuple[str, ...]) -> int:
-    return table.group_by(list(columns)).aggregate([]).num_rows
+    shaped = F.coalesce(cnpj.rlike("^[0-9]{14}$"), F.lit(False))
+    return shaped & (check(_CNPJ_WEIGHTS_1) == digits[12]) & (check(_CNPJ_WEIGHTS_2) == digits[13])
 
 
 @dataclass(frozen=True)
@@ -63,28 +42,39 @@ class SilverQuality:
     outside_month: int
     bad_cnpj_check_digits: int
     bad_cnpj_examples: list[str]
+    latest_dt_comptc: str | None  # the freshness check reads it: the month's newest report
 
 
-def silver_quality(silver: pa.Table, month: Month) -> SilverQuality:
-    required = ("cnpj_fundo", "dt_comptc", "vl_patrim_liq")
-    missing = pc.or_(
-        pc.or_(pc.is_null(silver["cnpj_fundo"]), pc.is_null(silver["dt_comptc"])),
-        pc.is_null(silver[required[2]]),
+def silver_quality(silver: DataFrame, month: Month) -> SilverQuality:
+    date = F.col("dt_comptc")
+    totals = silver.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.count_if(
+            F.col("cnpj_fundo").isNull() | date.isNull() | F.col("vl_patrim_liq").isNull()
+        ).alias("missing"),
+        F.count_if(F.col("vl_patrim_liq") <= 0).alias("non_positive"),
+        F.count_if((F.year(date) != month.ano) | (F.month(date) != month.mes)).alias("outside"),
+        F.max(date).alias("latest"),
+    ).first()
+    distinct_keys = silver.select(*SILVER_KEY).distinct().count()
+    # Check digits per distinct CNPJ that fails them: few, so they come to the driver.
+    bad = sorted(
+        r[0]
+        for r in silver.where(~cnpj_check_digits_ok(F.col("cnpj_fundo")))
+        .select("cnpj_fundo")
+        .distinct()
+        .collect()
+        if r[0] is not None
     )
-    dates = silver["dt_comptc"]
-    outside = pc.or_(
-        pc.not_equal(pc.year(dates), month.ano), pc.not_equal(pc.month(dates), month.mes)
-    )
-    # Check digits per distinct CNPJ (tens of thousands), not per row (over a million).
-    bad = sorted(bad_check_digits(pc.unique(silver["cnpj_fundo"].drop_null()).to_pylist()))
     return SilverQuality(
-        rows=silver.num_rows,
-        missing_required=_count(missing),
-        non_positive_net_assets=_count(pc.less_equal(silver["vl_patrim_liq"], 0)),
-        duplicate_keys=silver.num_rows - _distinct_rows(silver, SILVER_KEY),
-        outside_month=_count(outside),
+        rows=totals["rows"],
+        missing_required=totals["missing"],
+        non_positive_net_assets=totals["non_positive"],
+        duplicate_keys=totals["rows"] - distinct_keys,
+        outside_month=totals["outside"],
         bad_cnpj_check_digits=len(bad),
         bad_cnpj_examples=bad[:5],
+        latest_dt_comptc=totals["latest"].isoformat() if totals["latest"] else None,
     )
 
 
@@ -97,7 +87,7 @@ class GoldQuality:
 
 
 def silver_totals(silver: DataFrame) -> tuple[Decimal, Decimal, Decimal, int]:
-    """Σ captc_dia, Σ resg_dia, Σ net flow and the row count of a silver month (Spark)."""
+    """Σ captc_dia, Σ resg_dia, Σ net flow and the row count of a silver month."""
     zero = F.lit(0).cast("decimal(17,2)")
     row = silver.agg(
         F.sum("captc_dia"),
@@ -108,15 +98,17 @@ def silver_totals(silver: DataFrame) -> tuple[Decimal, Decimal, Decimal, int]:
     return _zero_if_none(tuple(row))
 
 
-def gold_quality(gold: pa.Table, silver: tuple) -> GoldQuality:
-    sums = tuple(
-        pc.sum(gold[c]).as_py()
-        for c in ("total_captacao", "total_resgate", "fluxo_liquido", "dias_com_informe")
-    )
+def gold_quality(gold: DataFrame, silver: tuple) -> GoldQuality:
+    row = gold.agg(
+        F.count(F.lit(1)),
+        *(F.sum(c) for c in ("total_captacao", "total_resgate", "fluxo_liquido")),
+        F.sum("dias_com_informe").cast("long"),
+    ).first()
+    rows = row[0]
     return GoldQuality(
-        rows=gold.num_rows,
-        duplicate_keys=gold.num_rows - _distinct_rows(gold, GOLD_KEY),
-        gold_totals=_zero_if_none(sums),
+        rows=rows,
+        duplicate_keys=rows - gold.select(*GOLD_KEY).distinct().count(),
+        gold_totals=_zero_if_none(tuple(row[1:])),
         silver_totals=_zero_if_none(silver),
     )
 

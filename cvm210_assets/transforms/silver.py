@@ -15,7 +15,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, DecimalType, IntegerType
 
-from cvm210_assets.lake.schemas import SILVER, SILVER_KEY, SILVER_REJECTS
+from cvm210_assets.lake.schemas import SILVER, SILVER_KEY, SILVER_REJECTS, in_schema
 from cvm210_assets.partitions import Month
 from cvm210_assets.source.layouts import Layout
 
@@ -233,7 +233,7 @@ class Source:
 def silver_lineage(
     source: Source, month: Month, pipeline_version: str, processed_at: dt.datetime
 ) -> dict[str, Any]:
-    """The lineage every silver and rejected row of one month shares (stage_rows adds it)."""
+    """The lineage every silver and rejected row of one month shares."""
     return {
         "arquivo_origem": source.arquivo_origem,
         "arquivo_sha256": source.arquivo_sha256,
@@ -253,12 +253,7 @@ def _literals(lineage: Mapping[str, Any]) -> dict[str, Column]:
 def silver_rows(judged: DataFrame, lineage: Mapping[str, Any]) -> DataFrame:
     """The rows that passed every rule, in silver's schema; `lineage` is `silver_lineage(...)`."""
     extra = _literals(lineage)
-    return judged.where(F.col("motivo").isNull()).select(
-        *(
-            extra.get(field.name, F.col(field.name)).cast(field.dataType).alias(field.name)
-            for field in SILVER.fields
-        )
-    )
+    return in_schema(judged.where(F.col("motivo").isNull()), SILVER, extra)
 
 
 def rejected_rows(
@@ -270,9 +265,4 @@ def rejected_rows(
     shown = F.slice(fields, F.lit(1), F.least(F.col("qtd_campos"), F.lit(len(layout.columns))))
     extra = _literals(lineage) | {"registro": F.concat_ws(";", shown, "campos_extras")}
     # Rejects are few: broadcast them; the line is rebuilt only for the rows that matched.
-    return bronze.join(F.broadcast(verdicts), "numero_linha").select(
-        *(
-            extra.get(field.name, F.col(field.name)).cast(field.dataType).alias(field.name)
-            for field in SILVER_REJECTS.fields
-        )
-    )
+    return in_schema(bronze.join(F.broadcast(verdicts), "numero_linha"), SILVER_REJECTS, extra)
