@@ -1,7 +1,9 @@
 """The benchmark (README, Performance): one command, figures written to benchmarks/results/.
 
-    .venv/bin/python benchmarks/run.py          # 0.5 M, 1.5 M, 3 M rows; a 12-month backfill
+    .venv/bin/python benchmarks/run.py          # 0.5 M, 1.5 M, 3 M rows; a 12-month backfill;
+                                                # the two table engines side by side
     .venv/bin/python benchmarks/run.py --sizes 1500000 --backfill-rows 200000   # quicker
+    .venv/bin/python benchmarks/run.py --sizes --backfill-rows 0   # only the engines
 
 Months are generated in CVM's exact format (layout c, valid CNPJ check digits, the month's
 business days, 1 % subclass rows) and served by the fake CVM on 127.0.0.1. Every scenario runs
@@ -10,6 +12,11 @@ duration from Dagster's events (first to last event) and per step; the process's
 peak resident memory come from /proc (VmHWM). A DuckDB reference does the same work on the same
 CSV (read, clean, deduplicate, aggregate) in the parent process, to show how far local Spark is
 from what the machine can do.
+
+The engines: the same 1.5 M-row month on the code of HYBRID_REF, the last commit whose Spark
+steps handed their rows to Python as Arrow for delta-rs to write, and on this checkout's, where
+Delta Lake's Spark engine writes them (issue 13). The old code is taken from git history into
+the work folder and imported by its run's process instead of this checkout's.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MONTH = (2025, 1)
+# The last commit with the Arrow + delta-rs hybrid: what the engines comparison runs as "before".
+HYBRID_REF = "31259ad"
 BACKFILL_YEAR = 2024
 TARGETS = {
     "month_1_5m_s": 25,
@@ -121,11 +130,12 @@ def child(args: argparse.Namespace) -> dict:
     if args.scenario == "fixed":
         from pyspark.sql import SparkSession
 
-        from cvm210_assets.resources import spark_config
+        from cvm210_assets.resources import jar_groups, session_jars, spark_config
 
         started = time.perf_counter()
         builder = SparkSession.builder
-        for key, value in spark_config(settings).items():
+        conf = spark_config(settings) | session_jars(settings.jar_cache, jar_groups(settings))
+        for key, value in conf.items():
             builder = builder.config(key, value)
         spark = builder.getOrCreate()
         session = time.perf_counter() - started
@@ -155,16 +165,15 @@ def child(args: argparse.Namespace) -> dict:
         tables = DeltaRsTables(resources["lake"].storage)
         commit = history(tables, "silver", 1)[0]
         merge = json.loads(commit["operationMetrics"] or "{}")
-        counts = json.loads(commit["userMetadata"] or "{}")
         # The MERGE alone: silver's commit after silver_changes', which is written right
         # before it (reading the month, merging, writing), by Delta's own commit times.
         recorded = history(tables, "silver_changes", 1)[0]
         out["silver_merge"] = {
             "seconds": round((commit["timestamp"] - recorded["timestamp"]).total_seconds(), 2),
-            "rows_updated": counts.get("cvm210.num_target_rows_updated"),
-            "rows_copied": counts.get("cvm210.num_target_rows_copied"),
-            "files_added": merge.get("num_added_files"),
-            "files_removed": merge.get("num_removed_files"),
+            "rows_updated": merge.get("numTargetRowsUpdated"),
+            "rows_copied": merge.get("numTargetRowsCopied"),
+            "files_added": merge.get("numTargetFilesAdded"),
+            "files_removed": merge.get("numTargetFilesRemoved"),
         }
     return out
 
@@ -172,11 +181,18 @@ def child(args: argparse.Namespace) -> dict:
 # --- the parent: data, scenarios, reference, report -------------------------------------------
 
 
-def _scenario(name: str, lake: Path, source: str, remote: str | None = None) -> dict:
+def _scenario(
+    name: str, lake: Path, source: str, remote: str | None = None, code: Path | None = None
+) -> dict:
+    """The scenario in a fresh process; `code`: a checkout whose package that process imports."""
     command = [sys.executable, __file__, "--child", name, "--lake", str(lake), "--source", source]
-    env = {**os.environ, "CVM210_SPARK_REMOTE": remote} if remote else None
+    env = dict(os.environ)
+    if remote:
+        env["CVM210_SPARK_REMOTE"] = remote
+    if code:
+        env |= _old_code_env(code)
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+    done = subprocess.run(command, capture_output=True, text=True, cwd=code or ROOT, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"scenario {name} failed:\n{done.stderr[-4000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -190,18 +206,21 @@ def _with_server(fake, csv: bytes, restated: bytes, work: Path, duckdb_s: float)
     import secrets
     import socket
 
-    from cvm210_assets.resources import spark_config
+    from cvm210_assets.resources import session_jars, spark_config
     from cvm210_assets.settings import Settings
     from cvm210_assets.spark_server import TOKEN_ENV, SparkServer
 
     os.environ[TOKEN_ENV] = secrets.token_hex(16)
+    settings = Settings.from_env()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     work.mkdir(parents=True)
     with (
         (work / "server.log").open("wb") as log,
-        SparkServer(spark_config(Settings.from_env()), port, output=log) as server,
+        SparkServer(
+            spark_config(settings) | session_jars(settings.jar_cache, ["delta"]), port, output=log
+        ) as server,
     ):
         fake.publish_month(*MONTH, csv)
         out = {"warm_up": _scenario("month", work / "warm-up", fake.base_url, server.remote)}
@@ -212,6 +231,43 @@ def _with_server(fake, csv: bytes, restated: bytes, work: Path, duckdb_s: float)
             (_peak_mb(p) or 0 for p in [server.pid, *_jvm_pids(server.pid)]), default=None
         )
     out["ratio_to_duckdb"] = round(out["month"]["run_s"] / duckdb_s, 1)
+    return out
+
+
+def old_checkout(ref: str, into: Path) -> Path | None:
+    """The package as it was at `ref`, from git history; None without git or that commit."""
+    archive = subprocess.run(["git", "archive", ref], cwd=ROOT, capture_output=True)
+    if archive.returncode != 0:
+        return None
+    into.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
+
+
+def _old_code_env(code: Path) -> dict[str, str]:
+    """Import the package from `code`, ahead of this checkout's editable install, with a class
+    archive of its own (its JVM's class path is not this checkout's)."""
+    return {"PYTHONPATH": str(code), "XDG_CACHE_HOME": str(code.parent / "hybrid-cache")}
+
+
+def engines(fake, rows: int, work: Path, ref: str) -> dict:
+    """One month of `rows` rows on the hybrid (`ref`) and on Delta Lake's Spark engine, each in
+    a fresh process on a fresh lake, the hybrid first."""
+    from cvm210_assets.fake_cvm.generator import MonthSpec, business_days, generate_month
+
+    days = len(business_days(*MONTH))
+    csv = generate_month(MonthSpec(*MONTH, "c", n_funds=max(1, rows // days), seed=1,
+                                   subclass_share=0.01))  # fmt: skip
+    fake.publish_month(*MONTH, csv)
+    out: dict = {"rows": csv.count(b"\n") - 1, "hybrid_ref": ref}
+    code = old_checkout(ref, work / "hybrid-code")
+    if code is None:
+        out["hybrid"] = None  # no git history here: nothing to compare with
+    else:
+        archive = [sys.executable, "-m", "cvm210_assets.jvm_archive"]
+        subprocess.run(archive, cwd=code, env={**os.environ, **_old_code_env(code)}, check=True)
+        out["hybrid"] = _scenario("month", work / "hybrid-lake", fake.base_url, code=code)
+    out["delta_spark"] = _scenario("month", work / "delta-spark-lake", fake.base_url)
     return out
 
 
@@ -285,7 +341,13 @@ def machine() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[500_000, 1_500_000, 3_000_000])
-    parser.add_argument("--backfill-rows", type=int, default=1_500_000, help="rows per month")
+    parser.add_argument(
+        "--backfill-rows", type=int, default=1_500_000, help="rows per month (0: no backfill)"
+    )
+    parser.add_argument(
+        "--engine-rows", type=int, default=1_500_000, help="the engines' month (0: not compared)"
+    )
+    parser.add_argument("--hybrid-ref", default=HYBRID_REF, help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--lake", help=argparse.SUPPRESS)
     parser.add_argument("--source", help=argparse.SUPPRESS)
@@ -327,17 +389,21 @@ def main() -> None:
             report["sizes"][str(rows)] = entry
             print(json.dumps({str(rows): entry}), flush=True)
             del csv, restated
-        per_month = max(1, args.backfill_rows // days)
-        for mes in range(1, 13):
-            spec = MonthSpec(
-                BACKFILL_YEAR, mes, "c", n_funds=per_month, seed=mes, subclass_share=0.01
-            )
-            fake.publish_month(BACKFILL_YEAR, mes, generate_month(spec))
-        report["backfill"] = {
-            "months": 12,
-            "rows_per_month": args.backfill_rows,
-            **_scenario("backfill", work / "lake-backfill", fake.base_url),
-        }
+        if args.engine_rows:
+            report["engines"] = engines(fake, args.engine_rows, work / "engines", args.hybrid_ref)
+            print(json.dumps({"engines": report["engines"]}), flush=True)
+        if args.backfill_rows:
+            per_month = max(1, args.backfill_rows // days)
+            for mes in range(1, 13):
+                spec = MonthSpec(
+                    BACKFILL_YEAR, mes, "c", n_funds=per_month, seed=mes, subclass_share=0.01
+                )
+                fake.publish_month(BACKFILL_YEAR, mes, generate_month(spec))
+            report["backfill"] = {
+                "months": 12,
+                "rows_per_month": args.backfill_rows,
+                **_scenario("backfill", work / "lake-backfill", fake.base_url),
+            }
     report["benchmark_s"] = round(time.perf_counter() - started, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=1) + "\n")
@@ -356,14 +422,17 @@ def markdown(report: dict) -> str:
         f"Spark's fixed cost in a fresh process: session {fixed['spark_session_s']} s,"
         f" first job {fixed['first_job_s']} s.",
     ]
+    if report.get("engines"):
+        lines += _engine_table(report["engines"])
     if report["sizes"]:
         lines += _size_tables(report["sizes"])
-    b = report["backfill"]
-    lines += [
-        "",
-        f"12-month backfill in one run ({b['rows_per_month']:,} rows a month): {b['run_s']} s"
-        f" (steps: {', '.join(f'{k} {v}' for k, v in b['steps_s'].items())}).",
-    ]
+    b = report.get("backfill")
+    if b:
+        lines += [
+            "",
+            f"12-month backfill in one run ({b['rows_per_month']:,} rows a month): {b['run_s']} s"
+            f" (steps: {', '.join(f'{k} {v}' for k, v in b['steps_s'].items())}).",
+        ]
     sizes = report["sizes"]
     if "1500000" in sizes and "3000000" in sizes:
         ratio = sizes["3000000"]["month"]["run_s"] / sizes["1500000"]["month"]["run_s"]
@@ -409,6 +478,29 @@ def _size_tables(sizes: dict) -> list[str]:
             f" {w['ratio_to_duckdb']}× |"
             f" {w['restated']['steps_s'].get('silver')} ({merge.get('seconds')}) |"
             f" {w['month']['python_peak_mb']} / {w['server_jvm_peak_mb']} |"
+        )
+    return lines
+
+
+def _engine_table(e: dict) -> list[str]:
+    lines = [
+        "",
+        f"The table engines, one {e['rows']:,}-row month each, fresh process, fresh lake:",
+        "",
+        "| engine | run s (raw_zip → gold) | raw_zip | s3_csv | bronze | silver | gold"
+        " | Python peak MB | JVM peak MB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, run in (
+        (f"Arrow + delta-rs (the hybrid, {e['hybrid_ref']})", e["hybrid"]),
+        ("Delta Lake's Spark engine (now)", e["delta_spark"]),
+    ):
+        if run is None:
+            lines.append(f"| {name} | not run: no git history of {e['hybrid_ref']} | | | | | | | |")
+            continue
+        lines.append(
+            f"| {name} | {run['run_s']} | {_steps(run)} | {run['python_peak_mb']}"
+            f" | {run['jvm_peak_mb']} |"
         )
     return lines
 

@@ -23,14 +23,14 @@ _CNPJ_WEIGHTS_2 = (6, *_CNPJ_WEIGHTS_1)
 def cnpj_check_digits_ok(cnpj: Column) -> Column:
     """True when a 14-digit CNPJ's two check digits are right (the modulo-11 rule); False for
     anything that is not 14 digits."""
-    digits = [F.substring(cnpj, i + 1, 1).cast("int") for i in range(14)]
+    digits = [F.substring(cnpj, i + 1, 1).try_cast("int") for i in range(14)]
 
     def check(weights: tuple[int, ...]) -> Column:
         rest = sum(d * w for d, w in zip(digits, weights, strict=False)) % 11
         return F.when(rest < 2, F.lit(0)).otherwise(11 - rest)
 
-    shaped = F.coalesce(cnpj.rlike("^[0-9]{14}$"), F.lit(False))
-    return shaped & (check(_CNPJ_WEIGHTS_1) == digits[12]) & (check(_CNPJ_WEIGHTS_2) == digits[13])
+    right = (check(_CNPJ_WEIGHTS_1) == digits[12]) & (check(_CNPJ_WEIGHTS_2) == digits[13])
+    return F.coalesce(F.when(cnpj.rlike("^[0-9]{14}$"), right), F.lit(False))
 
 
 @dataclass(frozen=True)
