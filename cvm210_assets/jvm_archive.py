@@ -51,8 +51,8 @@ lineage = bronze_lineage(layout, month, csv, "x", now)
 tables.replace_months("bronze", bronze_rows(lines, layout, lineage), [month], {})
 judged = judge(tables.read_months("bronze", [month]), layout, month)
 silver = silver_rows(judged, silver_lineage(Source(csv, "x", layout, now), month, "0", now))
-for _ in range(2):  # a month, then its restatement (a MERGE)
-    tables.merge_months("silver", silver, [month], SILVER_KEY, SILVER_VALUES, {})
+tables.replace_months("silver", silver, [month], {})
+tables.merge_months("silver", silver, [month], SILVER_KEY, SILVER_VALUES, {})  # a restatement
 gold = kpis(tables.read_months("silver", [month]), csv, "x", "0", now)
 tables.replace_months("gold_kpis", gold, [month], {})
 # The JVM exits when its stdin closes, and writes the archive as it does: wait for that.

@@ -62,7 +62,7 @@ def test_months_predicate_prunes_by_partition_columns_only() -> None:
 def test_merge_updates_inserts_and_deletes_within_its_months_only(spark, lake) -> None:
     spark_tables, rs_tables = lake
     old = [("1", None, D("10.00"), 2), ("2", "S", D("5.00"), 3), ("3", None, D("7.00"), 4)]
-    spark_tables.merge_months("t", frame(spark, JAN, old), [JAN], KEY, VALUES, {"n": "1"})
+    spark_tables.replace_months("t", frame(spark, JAN, old), [JAN], {"n": "1"})
     spark_tables.replace_months("t", frame(spark, FEB, old), [FEB], {"n": "2"})
 
     new = [("1", None, D("10.00"), 9), ("2", "S", D("6.00"), 8), ("4", None, D("1.00"), 7)]
@@ -116,7 +116,7 @@ def test_tables_keep_features_every_reader_reads_whatever_the_engine_defaults(sp
     spark.conf.set(f"{defaults}checkpointPolicy", "v2")
     try:
         old = [("1", None, D("1.00"), 1), ("2", None, D("2.00"), 2), ("3", None, D("3.00"), 3)]
-        spark_tables.merge_months("t", frame(spark, JAN, old), [JAN], KEY, VALUES, {})
+        spark_tables.replace_months("t", frame(spark, JAN, old), [JAN], {})
         new = [("1", None, D("1.00"), 1), ("3", None, D("9.00"), 5)]
         spark_tables.merge_months("t", frame(spark, JAN, new), [JAN], KEY, VALUES, {})
     finally:

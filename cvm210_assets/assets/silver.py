@@ -1,6 +1,7 @@
 """silver and silver_rejects: bronze judged, cleaned and deduplicated, merged month by month."""
 
 import datetime as dt
+from dataclasses import replace
 
 from dagster import (
     AssetCheckSeverity,
@@ -192,7 +193,8 @@ def _clean(
             quality = silver_quality(clean, month)
             by_reason = dict(rejects.groupBy("motivo").count().collect())
             rejected = sum(by_reason.values())
-            outcomes = evaluate(quality, tables.month_rows(BRONZE, month), rejected)
+            # Every row of bronze's month is judged once: the judged rows are bronze's rows.
+            outcomes = evaluate(quality, judged.count(), rejected)
             if blocking_failure(outcomes):
                 return MonthResult(month, {}, outcomes)
             commit = {"cvm210.month": month.key, **wanted}
@@ -207,9 +209,14 @@ def _clean(
                 )
                 written = tables.read_months(CHANGES_TABLE, [month])
                 state.put(CHANGES_TABLE, month, summarize(written, restatement))
-            silver_write = tables.merge_months(
-                SILVER_ASSET, clean, [month], SILVER_KEY, SILVER_VALUES, commit, SILVER_KEY
-            )
+            if previous is None:  # the month's first version: nothing to match
+                write = tables.replace_months(SILVER_ASSET, clean, [month], commit, SILVER_KEY)
+                inserted = write.metrics.get("numOutputRows", 0)
+                silver_write = replace(write, metrics={"num_target_rows_inserted": inserted})
+            else:  # a restatement (or new code): changed rows updated, the others kept
+                silver_write = tables.merge_months(
+                    SILVER_ASSET, clean, [month], SILVER_KEY, SILVER_VALUES, commit
+                )
             preview = first_rows(clean, 5, SILVER_KEY)
             rejects_preview = first_rows(rejects, 10, ["numero_linha"])
         finally:

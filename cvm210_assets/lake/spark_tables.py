@@ -16,15 +16,14 @@ import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
-from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
 from cvm210_assets.lake.maintenance import MIN_TIME_TRAVEL, retention_properties
 from cvm210_assets.lake.schemas import PARTITION_COLUMNS
 from cvm210_assets.lake.storage import LakeStorage
+from cvm210_assets.lake.tables import TableWrite
 from cvm210_assets.partitions import Month
 
 # Set on every write, so they hold from the table's creation whatever the engine's defaults
@@ -86,13 +85,6 @@ def merge_metrics(row: Mapping[str, Any]) -> dict[str, int]:
     }
 
 
-@dataclass(frozen=True)
-class TableWrite:
-    table: str
-    version: int
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-
 class SparkDeltaTables:
     """The lake's Delta tables, by path, on one SparkSession (classic or Spark Connect)."""
 
@@ -106,23 +98,22 @@ class SparkDeltaTables:
     def _name(self, table: str) -> str:
         return f"delta.`{self.uri(table)}`"
 
+    def exists(self, table: str) -> bool:
+        """Whether the table has a Delta log: one listing, no Spark job."""
+        return self.storage.has_any(f"{table}/_delta_log/")
+
     def version(self, table: str) -> int | None:
         """The table's current version, or None when it does not exist yet."""
-        try:
-            row = self.spark.sql(f"DESCRIBE HISTORY {self._name(table)} LIMIT 1").first()
-        except AnalysisException:
-            return None
-        return None if row is None else int(row["version"])
+        return self._committed(table).version if self.exists(table) else None
 
     def read(self, table: str, pinned: bool = False) -> DataFrame | None:
         """The table, or None when it does not exist yet. `pinned`: at its current version,
         whatever is committed while the frame is being computed."""
-        version = self.version(table)
-        if version is None:
+        if not self.exists(table):
             return None
         reader = self.spark.read.format("delta")
         if pinned:
-            reader = reader.option("versionAsOf", version)
+            reader = reader.option("versionAsOf", self._committed(table).version)
         return reader.load(self.uri(table))
 
     def read_months(
@@ -131,10 +122,6 @@ class SparkDeltaTables:
         """The rows of `months` (Delta reads only their files), or None without a table."""
         frame = self.read(table, pinned)
         return None if frame is None else frame.where(months_predicate(months))
-
-    def month_rows(self, table: str, month: Month) -> int:
-        frame = self.read_months(table, [month])
-        return 0 if frame is None else frame.count()  # answered from the files' statistics
 
     @contextmanager
     def _commit_metadata(self, commit: Mapping[str, str]) -> Iterator[None]:
@@ -169,7 +156,7 @@ class SparkDeltaTables:
             .option("userMetadata", json.dumps(dict(commit), sort_keys=True))
             .partitionBy(*PARTITION_COLUMNS)
         )
-        if self.version(table) is None:
+        if not self.exists(table):
             writer.mode("append").save(self.uri(table))
         else:
             writer.mode("overwrite").option("replaceWhere", months_predicate(months)).save(
@@ -185,15 +172,10 @@ class SparkDeltaTables:
         key: Sequence[str],
         values: Sequence[str],
         commit: Mapping[str, str],
-        cluster_by: Sequence[str] = (),
     ) -> TableWrite:
         """Make `months` of `table` equal `rows` by MERGE: update the rows whose `values`
-        changed (the others keep their lineage), insert, delete. Months the table does not
-        hold yet are written as a plain replace: nothing to match."""
-        if self.version(table) is None or self.read_months(table, months).isEmpty():
-            write = self.replace_months(table, rows, months, commit, cluster_by)
-            inserted = {"num_target_rows_inserted": write.metrics.get("numOutputRows", 0)}
-            return TableWrite(table, write.version, inserted)
+        changed (the others keep their lineage), insert, delete. (A month written for the
+        first time is a replace_months: nothing to match.)"""
         view = f"cvm210_merge_{uuid.uuid4().hex}"
         # Delta's MERGE lays out the files it rewrites itself (one per month, not sorted):
         # the weekly upkeep Z-orders restated months again.

@@ -59,6 +59,10 @@ class LakeStorage(ABC):
         """Keys under `prefix`, sorted."""
 
     @abstractmethod
+    def has_any(self, prefix: str) -> bool:
+        """Whether any key lies under `prefix` (one request, however many there are)."""
+
+    @abstractmethod
     def delta_storage_options(self) -> dict[str, str]:
         """Options for delta-rs; credentials are left to the environment, never copied here."""
 
@@ -128,6 +132,10 @@ class LocalStorage(LakeStorage):
         if not base.exists():
             return []
         return sorted(str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file())
+
+    def has_any(self, prefix: str) -> bool:
+        base = self.path(prefix)
+        return base.is_dir() and any(base.iterdir())
 
     def delta_storage_options(self) -> dict[str, str]:
         return {}
@@ -221,6 +229,16 @@ class S3Storage(LakeStorage):
         for page in pages:
             keys.extend(item["Key"][strip:] for item in page.get("Contents", []))
         return sorted(keys)
+
+    def has_any(self, prefix: str) -> bool:
+        page = self._call(
+            "s3:ListBucket",
+            prefix,
+            self.client.list_objects_v2,
+            Prefix=self._key(prefix),
+            MaxKeys=1,
+        )
+        return page.get("KeyCount", 0) > 0
 
     def delta_storage_options(self) -> dict[str, str]:
         options = {}
