@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/run.py          # 0.5 M, 1.5 M, 3 M rows; a 12-month backfill;
                                                 # the two table engines side by side
     .venv/bin/python benchmarks/run.py --sizes 1500000 --backfill-rows 200000   # quicker
-    .venv/bin/python benchmarks/run.py --sizes --backfill-rows 0   # only the engines
+    .venv/bin/python benchmarks/run.py --sizes --backfill-rows 0 --out engines   # the engines
 
 Months are generated in CVM's exact format (layout c, valid CNPJ check digits, the month's
 business days, 1 % subclass rows) and served by the fake CVM on 127.0.0.1. Every scenario runs
@@ -348,6 +348,7 @@ def main() -> None:
         "--engine-rows", type=int, default=1_500_000, help="the engines' month (0: not compared)"
     )
     parser.add_argument("--hybrid-ref", default=HYBRID_REF, help=argparse.SUPPRESS)
+    parser.add_argument("--out", default="latest", help="results/<OUT>.json and .md")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--lake", help=argparse.SUPPRESS)
     parser.add_argument("--source", help=argparse.SUPPRESS)
@@ -406,8 +407,8 @@ def main() -> None:
             }
     report["benchmark_s"] = round(time.perf_counter() - started, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(report, indent=1) + "\n")
-    (RESULTS / "latest.md").write_text(markdown(report))
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (RESULTS / f"{args.out}.md").write_text(markdown(report))
     print(markdown(report))
 
 

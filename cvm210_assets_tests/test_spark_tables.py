@@ -16,6 +16,7 @@ from cvm210_assets.lake.spark_tables import (
     SparkDeltaTables,
     merge_statement,
     months_predicate,
+    statistics_on,
 )
 from cvm210_assets.lake.storage import LocalStorage
 from cvm210_assets.lake.tables import DeltaRsTables
@@ -102,6 +103,11 @@ def test_replace_months_writes_one_sorted_file_per_month(spark, lake) -> None:
         cnpjs = pq.read_table(path.removeprefix("file://"), columns=["cnpj_fundo"])
         assert cnpjs["cnpj_fundo"].to_pylist() == sorted(cnpjs["cnpj_fundo"].to_pylist())
 
+    # Statistics on the clustering columns only: what lets readers skip files, and no more.
+    actions = rs_tables._open("t").get_add_actions(flatten=True)
+    stats = {c for c in actions.schema.names if c.startswith(("min.", "max."))}
+    assert stats == {"min.cnpj_fundo", "max.cnpj_fundo", "min.id_subclasse", "max.id_subclasse"}
+
     fewer = frame(spark, FEB, rows[:5])
     spark_tables.replace_months("t", fewer, [FEB], {})
     assert len(rows_of(rs_tables, "t", FEB)) == 5 and len(rows_of(rs_tables, "t", JAN)) == 40
@@ -126,7 +132,7 @@ def test_tables_keep_features_every_reader_reads_whatever_the_engine_defaults(sp
     detail = spark.sql(f"DESCRIBE DETAIL delta.`{spark_tables.uri('t')}`").first()
     assert (detail["minReaderVersion"], detail["minWriterVersion"]) == (1, 2)
     assert "deletionVectors" not in detail["tableFeatures"]
-    assert detail["properties"] == TABLE_PROPERTIES
+    assert detail["properties"] == TABLE_PROPERTIES | statistics_on(())
     assert rows_of(rs_tables, "t", JAN) == [("1", None, D("1.00"), 1), ("3", None, D("9.00"), 5)]
 
 

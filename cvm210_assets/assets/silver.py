@@ -182,11 +182,11 @@ def _clean(
         )
         lineage = silver_lineage(source, month, PIPELINE_VERSION, processed_at)
         bronze_rows = tables.read_months(BRONZE, [month])
-        # Judged once and cached (the few repeated keys beside them): the checks, silver, its
-        # rejects and the restatement's changes all read the cache.
+        # Judged once and cached, the few repeated keys beside them: the checks, silver, its
+        # rejects and the restatement's changes all join the two caches again (a broadcast).
         single = judge_rows(bronze_rows, layout, month).persist()
         repeated = repeated_keys(single).persist()
-        judged = mark_duplicates(single, repeated).persist()
+        judged = mark_duplicates(single, repeated)
         try:
             clean = silver_rows(judged, lineage)
             rejects = rejected_rows(judged, bronze_rows, layout, lineage)
@@ -194,7 +194,7 @@ def _clean(
             by_reason = dict(rejects.groupBy("motivo").count().collect())
             rejected = sum(by_reason.values())
             # Every row of bronze's month is judged once: the judged rows are bronze's rows.
-            outcomes = evaluate(quality, judged.count(), rejected)
+            outcomes = evaluate(quality, single.count(), rejected)
             if blocking_failure(outcomes):
                 return MonthResult(month, {}, outcomes)
             commit = {"cvm210.month": month.key, **wanted}
@@ -220,7 +220,6 @@ def _clean(
             preview = first_rows(clean, 5, SILVER_KEY)
             rejects_preview = first_rows(rejects, 10, ["numero_linha"])
         finally:
-            judged.unpersist()
             repeated.unpersist()
             single.unpersist()
         changes = _changes(silver_write.metrics)

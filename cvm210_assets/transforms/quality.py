@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from pyspark.sql import Column, DataFrame
+import numpy as np
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cvm210_assets.lake.schemas import GOLD_KEY, SILVER_KEY
@@ -20,17 +21,28 @@ _CNPJ_WEIGHTS_1 = (5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2)
 _CNPJ_WEIGHTS_2 = (6, *_CNPJ_WEIGHTS_1)
 
 
-def cnpj_check_digits_ok(cnpj: Column) -> Column:
-    """True when a 14-digit CNPJ's two check digits are right (the modulo-11 rule); False for
-    anything that is not 14 digits."""
-    digits = [F.substring(cnpj, i + 1, 1).try_cast("int") for i in range(14)]
+def cnpj_check_digits_ok(cnpj: str) -> bool:
+    """True when a 14-digit CNPJ's two check digits are right (the modulo-11 rule)."""
+    return not bad_check_digits([cnpj])
 
-    def check(weights: tuple[int, ...]) -> Column:
-        rest = sum(d * w for d, w in zip(digits, weights, strict=False)) % 11
-        return F.when(rest < 2, F.lit(0)).otherwise(11 - rest)
 
-    right = (check(_CNPJ_WEIGHTS_1) == digits[12]) & (check(_CNPJ_WEIGHTS_2) == digits[13])
-    return F.coalesce(F.when(cnpj.rlike("^[0-9]{14}$"), right), F.lit(False))
+def bad_check_digits(cnpjs: list[str]) -> list[str]:
+    """The CNPJs whose check digits are wrong (or that are not 14 digits), in one vectorized
+    pass over a month's distinct CNPJs (tens of thousands): as a Spark expression, the rule's
+    28 substrings compiled slowly enough to cost seconds even on those."""
+    shaped = [c for c in cnpjs if len(c) == 14 and c.isascii() and c.isdigit()]
+    wrong = [c for c in cnpjs if not (len(c) == 14 and c.isascii() and c.isdigit())]
+    if not shaped:
+        return wrong
+    digits = np.frombuffer("".join(shaped).encode(), dtype=np.uint8).reshape(-1, 14) - 48
+    digits = digits.astype(np.int64)
+
+    def check(weights: tuple[int, ...]) -> np.ndarray:
+        rest = digits[:, : len(weights)] @ np.array(weights) % 11
+        return np.where(rest < 2, 0, 11 - rest)
+
+    ok = (check(_CNPJ_WEIGHTS_1) == digits[:, 12]) & (check(_CNPJ_WEIGHTS_2) == digits[:, 13])
+    return wrong + [c for c, good in zip(shaped, ok, strict=True) if not good]
 
 
 @dataclass(frozen=True)
@@ -57,15 +69,9 @@ def silver_quality(silver: DataFrame, month: Month) -> SilverQuality:
         F.max(date).alias("latest"),
     ).first()
     distinct_keys = silver.select(*SILVER_KEY).distinct().count()
-    # Check digits per distinct CNPJ that fails them: few, so they come to the driver.
-    bad = sorted(
-        r[0]
-        for r in silver.where(~cnpj_check_digits_ok(F.col("cnpj_fundo")))
-        .select("cnpj_fundo")
-        .distinct()
-        .collect()
-        if r[0] is not None
-    )
+    # Check digits per distinct CNPJ (tens of thousands), on the driver, not per row.
+    cnpjs = [r[0] for r in silver.select("cnpj_fundo").distinct().collect() if r[0] is not None]
+    bad = sorted(bad_check_digits(cnpjs))
     return SilverQuality(
         rows=totals["rows"],
         missing_required=totals["missing"],
