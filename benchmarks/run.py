@@ -438,7 +438,7 @@ def markdown(report: dict) -> str:
     if "1500000" in sizes and "3000000" in sizes:
         ratio = sizes["3000000"]["month"]["run_s"] / sizes["1500000"]["month"]["run_s"]
         lines.append(f"3 M rows ÷ 1.5 M rows: {ratio:.2f}×.")
-    lines.append(f"The whole benchmark took {report['benchmark_s']} s.")
+    lines += ["", f"The whole benchmark took {report['benchmark_s']} s."]
     return "\n".join(lines) + "\n"
 
 

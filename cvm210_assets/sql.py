@@ -174,8 +174,11 @@ def spark_statements(lake_uri: str, tables: Iterable[str] = TABLES) -> list[str]
 def run_spark(spark: SparkSession, lake_uri: str, tables: Iterable[str], statement: str) -> Result:
     """One statement, as written, on Spark SQL with Delta Lake over the lake's `tables`: every
     Delta statement Spark has (time travel, DESCRIBE HISTORY, OPTIMIZE, VACUUM, RESTORE …)."""
+    tables = list(tables)
     for registration in spark_statements(lake_uri, tables):
         spark.sql(registration)
+    for table, relation in delta_relations(lake_uri, tables).items():  # their own names too
+        spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW {table} AS SELECT * FROM {relation}")
     frame = spark.sql(statement.strip().rstrip(";"))
     return list(frame.columns), [tuple(row) for row in frame.collect()]
 

@@ -31,8 +31,8 @@ S3_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": f"aws-{S3_SECRET_PLANTED}",
 }
 
-# Tests never read the user's configuration.
-for _name in [n for n in os.environ if n.startswith("CVM210_")]:
+# Tests never read the user's configuration (but find the set-up's jars where it put them).
+for _name in [n for n in os.environ if n.startswith("CVM210_") and n != "CVM210_JAR_CACHE"]:
     del os.environ[_name]
 
 
