@@ -32,9 +32,9 @@ from cvm210_assets.partitions import Month
 from cvm210_assets.resources import session_jars, spark_config
 from cvm210_assets.settings import Settings
 from cvm210_assets.source.layouts import LAYOUTS
-from cvm210_assets.transforms.bronze import bronze_lineage, bronze_rows
-from cvm210_assets.transforms.gold import kpis
-from cvm210_assets.transforms.silver import Source, judge, silver_lineage, silver_rows
+from cvm210_assets.transforms.bronze import bronze_lineage, bronze_rows, lineage_frame, read_lines
+from cvm210_assets.transforms.gold import kpis, month_sources
+from cvm210_assets.transforms.silver import judge, silver_rows
 
 csv, dump, lake = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 settings = Settings.from_env()
@@ -46,14 +46,15 @@ spark = builder.config("spark.driver.extraJavaOptions", options).getOrCreate()
 open(csv, "wb").write(generate_month(MonthSpec(2025, 1, "c", n_funds=50, seed=1)))
 month, layout, now = Month(2025, 1), LAYOUTS["c"], dt.datetime(2025, 2, 1)
 tables = SparkDeltaTables(LocalStorage(lake), spark)
-lines = spark.read.option("lineSep", "\\n").text(csv)
-lineage = bronze_lineage(layout, month, csv, "x", now)
+lines = read_lines(spark, [csv])
+lineage = lineage_frame(spark, [bronze_lineage(layout, month, csv, "x", now)])
 tables.replace_months("bronze", bronze_rows(lines, layout, lineage), [month], {})
-judged = judge(tables.read_months("bronze", [month]), layout, month)
-silver = silver_rows(judged, silver_lineage(Source(csv, "x", layout, now), month, "0", now))
+judged = judge(tables.read_months("bronze", [month]), layout)
+silver = silver_rows(judged, "0", now)
 tables.replace_months("silver", silver, [month], {})
 tables.merge_months("silver", silver, [month], SILVER_KEY, SILVER_VALUES, {})  # a restatement
-gold = kpis(tables.read_months("silver", [month]), csv, "x", "0", now)
+sources = month_sources(spark, {month: (csv, "x")})
+gold = kpis(tables.read_months("silver", [month]), sources, "0", now)
 tables.replace_months("gold_kpis", gold, [month], {})
 # The JVM exits when its stdin closes, and writes the archive as it does: wait for that.
 jvm = spark.sparkContext._gateway.proc

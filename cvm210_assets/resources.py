@@ -75,6 +75,8 @@ class Lake(ConfigurableResource):
 
     uri: str
     s3: S3Resource
+    # A range's months share Spark jobs up to this many input rows a batch (assets/monthly.py).
+    batch_rows: int = 4_000_000
 
     _storage: LakeStorage | None = PrivateAttr(default=None)
 
@@ -207,7 +209,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     """The resources for the deployment the settings describe."""
     return {
         "cvm": CvmSource(base_url=settings.source_url),
-        "lake": Lake(uri=settings.lake_uri, s3=S3Resource()),
+        "lake": Lake(uri=settings.lake_uri, s3=S3Resource(), batch_rows=settings.spark_batch_rows),
         # Lazy: no JVM starts until a step asks for the session, so steps that skip unchanged
         # months, and the local side of a launched step, never pay for one.
         "pyspark": SparkSessionResource(

@@ -27,6 +27,9 @@ class Settings:
     spark_master: str
     spark_driver_memory: str
     spark_shuffle_partitions: int
+    # A range's months share Spark jobs up to this many input rows a batch (assets/monthly.py):
+    # 4 M rows of a month's text fit a 4 GB driver with room to spare.
+    spark_batch_rows: int = 4_000_000
     # Where scripts/setup.sh put Delta Lake's Spark jars (spark_jars.py).
     jar_cache: Path = field(default_factory=lambda: cache_dir(os.environ))
     # An S3-compatible endpoint (moto, MinIO) and region, for local Spark on an s3:// lake;
@@ -53,6 +56,9 @@ class Settings:
         partitions = env.get("CVM210_SPARK_SHUFFLE_PARTITIONS", "4")
         if not partitions.isdigit() or int(partitions) < 1:
             raise ValueError(f"CVM210_SPARK_SHUFFLE_PARTITIONS={partitions!r}: expected >= 1")
+        batch_rows = env.get("CVM210_SPARK_BATCH_ROWS", "4000000")
+        if not batch_rows.isdigit() or int(batch_rows) < 1:
+            raise ValueError(f"CVM210_SPARK_BATCH_ROWS={batch_rows!r}: expected >= 1")
         if env.get("CVM210_TABLE_ENGINE"):
             raise ValueError(
                 "CVM210_TABLE_ENGINE is no longer read: Spark steps always use Delta Lake's Spark"
@@ -72,6 +78,7 @@ class Settings:
             spark_master=env.get("CVM210_SPARK_MASTER", "local[*]"),
             spark_driver_memory=env.get("CVM210_SPARK_DRIVER_MEMORY", "4g"),
             spark_shuffle_partitions=int(partitions),
+            spark_batch_rows=int(batch_rows),
             jar_cache=cache_dir(env),
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
             aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,

@@ -19,8 +19,9 @@ from cvm210_assets.alerts.config import (
 )
 from cvm210_assets.alerts.messages import Delivery, email_message, plan, webhook_payload
 from cvm210_assets.lake.schemas import SILVER
+from cvm210_assets.partitions import Month
 from cvm210_assets.transforms.alerts import outflow_alerts, outflow_streaks
-from cvm210_assets.transforms.gold import kpis
+from cvm210_assets.transforms.gold import kpis, month_sources
 
 NOW = dt.datetime(2024, 4, 1, tzinfo=dt.timezone.utc)
 DEFAULTS = AlertRules()
@@ -61,7 +62,7 @@ def alerts_of(spark, rows: list[dict], rules: AlertRules = DEFAULTS) -> dict[str
     silver = spark.createDataFrame(
         [{f.name: r.get(f.name) for f in SILVER.fields} for r in rows], schema=SILVER
     )
-    gold = kpis(silver, "x.csv", "sha", "test", NOW)
+    gold = kpis(silver, month_sources(spark, {Month(2024, 3): ("x.csv", "sha")}), "test", NOW)
     found = outflow_alerts(gold, silver, rules, "test", NOW).collect()
     return {r["cnpj_fundo"] + (r["id_subclasse"] or ""): r.asDict(recursive=True) for r in found}
 

@@ -206,7 +206,7 @@ def test_failed_blocking_check_commits_nothing_and_a_rerun_finishes(
     real_quality = silver_asset.silver_quality
 
     def broken_quality(*args):
-        return dataclasses.replace(real_quality(*args), duplicate_keys=2)
+        return {m: dataclasses.replace(q, duplicate_keys=2) for m, q in real_quality(*args).items()}
 
     monkeypatch.setattr(silver_asset, "silver_quality", broken_quality)
     failed = pipeline.run("2024-03", raise_on_error=False)

@@ -15,16 +15,10 @@ from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
 from cvm210_assets.lake.schemas import SILVER
 from cvm210_assets.partitions import Month
 from cvm210_assets.source.layouts import LAYOUTS
-from cvm210_assets.transforms.bronze import bronze_lineage, bronze_rows
-from cvm210_assets.transforms.gold import kpis
+from cvm210_assets.transforms.bronze import bronze_lineage, bronze_rows, lineage_frame, read_lines
+from cvm210_assets.transforms.gold import kpis, month_sources
 from cvm210_assets.transforms.quality import gold_quality, silver_quality, silver_totals
-from cvm210_assets.transforms.silver import (
-    Source,
-    judge,
-    rejected_rows,
-    silver_lineage,
-    silver_rows,
-)
+from cvm210_assets.transforms.silver import judge, rejected_rows, silver_rows
 from cvm210_assets_tests.expectations import assert_gold, assert_rejects, assert_silver
 from cvm210_assets_tests.reference import expected_month
 
@@ -33,15 +27,13 @@ MARCH = Month(2024, 3)
 
 
 def run_transforms(spark: SparkSession, path: Path, layout: str, month: Month):
-    lines = spark.read.option("lineSep", "\n").text(str(path))
-    bronze = bronze_rows(
-        lines, LAYOUTS[layout], bronze_lineage(LAYOUTS[layout], month, "f.csv", "sha", NOW)
-    )
-    judged = judge(bronze, LAYOUTS[layout], month)
-    lineage = silver_lineage(Source("f.csv", "sha", LAYOUTS[layout], NOW), month, "test", NOW)
-    silver = silver_rows(judged, lineage)
-    rejects = rejected_rows(judged, bronze, LAYOUTS[layout], lineage)
-    gold = kpis(silver, "f.csv", "sha", "test", NOW)
+    lineage = bronze_lineage(LAYOUTS[layout], month, f"raw/{path.name}", "sha", NOW)
+    lines = read_lines(spark, [str(path)])
+    bronze = bronze_rows(lines, LAYOUTS[layout], lineage_frame(spark, [lineage]))
+    judged = judge(bronze, LAYOUTS[layout])
+    silver = silver_rows(judged, "test", NOW)
+    rejects = rejected_rows(judged, bronze, LAYOUTS[layout], "test", NOW)
+    gold = kpis(silver, month_sources(spark, {month: (f"raw/{path.name}", "sha")}), "test", NOW)
     return bronze, silver, rejects, gold
 
 
@@ -72,6 +64,54 @@ def test_line_numbers_survive_many_splits_bom_crlf_and_blank_lines(
         assert_silver([{**r} for r in rows(silver)], expected.silver)
         assert_rejects(rows(rejects), expected)
         assert_gold(rows(gold), expected.gold)
+    finally:
+        spark.conf.set("spark.sql.files.maxPartitionBytes", previous)
+
+
+def test_months_of_one_batch_are_numbered_judged_and_summed_each_on_its_own(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """A range's months go through the transforms together: each file's lines numbered on
+    their own (across many splits, several files in one), each row judged against its own
+    month, each month's KPIs and measures apart."""
+    layout = LAYOUTS["b"]
+    csvs = {
+        Month(2024, 3): generate_month(MonthSpec(2024, 3, "b", n_funds=80, seed=1, dirt=True)),
+        Month(2024, 4): generate_month(MonthSpec(2024, 4, "b", n_funds=50, seed=2, dirt=True)),
+        Month(2024, 5): generate_month(MonthSpec(2024, 5, "b", n_funds=3, seed=3)),
+    }
+    paths = {}
+    for month, csv in csvs.items():
+        paths[month] = tmp_path / f"inf_diario_fi_{month.compact}.csv"
+        paths[month].write_bytes(csv)
+    lineages = [
+        bronze_lineage(layout, m, f"raw/{p.name}", f"sha-{m.key}", NOW) for m, p in paths.items()
+    ]
+    previous = spark.conf.get("spark.sql.files.maxPartitionBytes")
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "16k")  # many splits, files share some
+    try:
+        lines = read_lines(spark, [str(p) for p in paths.values()])
+        bronze = bronze_rows(lines, layout, lineage_frame(spark, lineages)).cache()
+        judged = judge(bronze, layout)
+        silver = silver_rows(judged, "test", NOW).cache()
+        rejects = rejected_rows(judged, bronze, layout, "test", NOW)
+        sources = {m: (f"raw/{p.name}", f"sha-{m.key}") for m, p in paths.items()}
+        gold = kpis(silver, month_sources(spark, sources), "test", NOW)
+        quality = silver_quality(silver, list(csvs))
+        totals = silver_totals(silver)
+        for month, csv in csvs.items():
+            expected = expected_month(csv, month.ano, month.mes)
+            where = f"ano = {month.ano} AND mes = {month.mes}"
+            got = sorted((r["numero_linha"], r["qtd_campos"]) for r in rows(bronze.where(where)))
+            assert got == [(b.numero_linha, len(b.campos)) for b in expected.bronze]
+            assert {r["arquivo_sha256"] for r in rows(bronze.where(where))} == {f"sha-{month.key}"}
+            assert_silver(rows(silver.where(where)), expected.silver)
+            assert_rejects(rows(rejects.where(where)), expected)
+            assert_gold(rows(gold.where(where)), expected.gold)
+            assert quality[month].rows == len(expected.silver)
+            assert totals[month][3] == len(expected.silver)
+        assert any(r.motivo == "fora_do_mes" for m in csvs for r in expected_month(
+            csvs[m], m.ano, m.mes).rejects)  # fmt: skip
     finally:
         spark.conf.set("spark.sql.files.maxPartitionBytes", previous)
 
@@ -121,7 +161,7 @@ def bad_silver(spark: SparkSession):
 
 
 def test_silver_checks_fail_on_bad_data(bad_silver) -> None:
-    quality = silver_quality(bad_silver, MARCH)
+    quality = silver_quality(bad_silver, [MARCH])[MARCH]
     outcomes = {o.check.name: o for o in silver_asset.evaluate(quality, 9, 4)}
     assert not outcomes["required_fields_present"].passed
     assert not outcomes["net_assets_positive"].passed
@@ -143,12 +183,16 @@ def test_gold_checks_fail_when_totals_or_keys_disagree(bad_silver) -> None:
     silver = bad_silver.where("cnpj_fundo IS NOT NULL").dropDuplicates(
         ["cnpj_fundo", "id_subclasse", "dt_comptc"]
     )
-    gold = kpis(silver, "f", "s", "t", NOW)
+    gold = kpis(silver, month_sources(silver.sparkSession, {MARCH: ("f", "s")}), "t", NOW)
     sums = silver_totals(silver)
-    assert all(o.passed for o in gold_asset.evaluate(gold_quality(gold, sums)))
+
+    def gold_quality_of(frame):
+        return gold_quality(frame, sums, [MARCH])[MARCH]
+
+    assert all(o.passed for o in gold_asset.evaluate(gold_quality_of(gold)))
     skewed = gold.withColumn("total_captacao", F.col("total_captacao") + F.lit(Decimal("0.01")))
-    totals, _ = gold_asset.evaluate(gold_quality(skewed, sums))
-    _, keys = gold_asset.evaluate(gold_quality(gold.unionByName(gold), sums))
+    totals, _ = gold_asset.evaluate(gold_quality_of(skewed))
+    _, keys = gold_asset.evaluate(gold_quality_of(gold.unionByName(gold)))
     assert not totals.passed
     assert totals.metadata["captacao_gold"] == str(
         sum(r["total_captacao"] for r in gold.collect()) + Decimal("0.01") * gold.count()

@@ -1,32 +1,42 @@
-"""bronze: the month's CSV rows as read, every column as text, with lineage."""
+"""bronze: each month's CSV rows as read, every column as text, with lineage."""
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 from dagster import AssetExecutionContext, BackfillPolicy, MetadataValue, asset
 from dagster_pyspark import LazyPySparkResource
 
 from cvm210_assets import PIPELINE_VERSION
 from cvm210_assets.assets.common import (
-    SKIPPED,
     Check,
-    MonthResult,
     Outcome,
-    blocking_failure,
     fingerprint,
-    is_current,
     markdown_table,
-    materialize_months,
     now_utc,
-    require,
-    run_label,
     table_schema,
-    unchanged,
 )
 from cvm210_assets.assets.ingestion import S3_CSV, s3_csv_partition
-from cvm210_assets.lake.schemas import BRONZE_LINEAGE
-from cvm210_assets.lake.spark_tables import first_rows
+from cvm210_assets.assets.monthly import (
+    Judged,
+    MonthlyAsset,
+    Plan,
+    Work,
+    Written,
+    commit_metadata,
+    materialize,
+)
+from cvm210_assets.lake.schemas import BRONZE_LINEAGE, PARTITION_COLUMNS
+from cvm210_assets.lake.spark_tables import first_rows_by_month, months_predicate
 from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.source.layouts import LAYOUTS
-from cvm210_assets.transforms.bronze import bronze_lineage, bronze_rows
+from cvm210_assets.transforms.bronze import (
+    bronze_lineage,
+    bronze_rows,
+    lineage_frame,
+    read_lines,
+)
 
 BRONZE = "bronze"
 
@@ -64,73 +74,82 @@ def bronze(
     pyspark: LazyPySparkResource,
     step_launcher: SparkStepLauncher,  # runs the step on Databricks when set (README)
 ):
-    yield from materialize_months(
-        context, BRONZE, CHECKS, lambda month: _load(context, lake, pyspark, month)
-    )
+    yield from materialize(Bronze(), context, lake, pyspark)
 
 
-def _load(
-    context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResource, month: Month
-) -> MonthResult:
-    with lake.month_lock(month, owner=run_label(context)):
-        state = lake.state
-        csv = require(state, S3_CSV, month)
-        wanted = fingerprint(csv["csv_sha256"])
-        previous = state.get(BRONZE, month)
-        if is_current(previous, wanted):
-            return unchanged(context, BRONZE, month, CHECKS, previous)
+class Bronze(MonthlyAsset):
+    """A batch of months' CSVs of one layout, read in one scan, checked, written in one commit."""
 
-        spark = pyspark.spark_session
-        tables = lake.spark_tables(spark)
-        layout = LAYOUTS[csv["layout"]]
+    name = BRONZE
+    upstream = S3_CSV
+    checks = CHECKS
+
+    def wanted(self, lake: Lake, month: Month, upstream: Mapping[str, Any]) -> dict[str, str]:
+        return fingerprint(upstream["csv_sha256"])
+
+    def batch_key(self, plan: Plan) -> str:
+        return plan.upstream["layout"]
+
+    @contextmanager
+    def judge(self, work: Work, plans: Sequence[Plan]) -> Iterator[Judged]:
+        csvs = {p.month: p.upstream for p in plans}
+        layout = LAYOUTS[plans[0].upstream["layout"]]
         ingested_at = now_utc()
+        lineages = {
+            m: bronze_lineage(layout, m, csv["csv_key"], csv["csv_sha256"], ingested_at)
+            for m, csv in csvs.items()
+        }
         # Spark reads the raw zone itself: a folder, or s3:// (s3a locally, native on Databricks).
-        lines = spark.read.option("lineSep", "\n").text(lake.storage.uri(csv["csv_key"]))
-        lineage = bronze_lineage(layout, month, csv["csv_key"], csv["csv_sha256"], ingested_at)
+        lines = read_lines(work.spark, [work.lake.storage.uri(c["csv_key"]) for c in csvs.values()])
+        lineage = lineage_frame(work.spark, list(lineages.values()))
         # Computed once, counted by the check, then written: what is checked is what is written.
         rows = bronze_rows(lines, layout, lineage).persist()
         try:
-            count = rows.count()
-            outcomes = [
-                Outcome(
-                    ALL_LINES_LOADED,
-                    count == csv["rows"],
-                    {"bronze_rows": count, "csv_data_lines": csv["rows"]},
-                )
-            ]
-            if blocking_failure(outcomes):
-                return MonthResult(month, {}, outcomes)
-            write = tables.replace_months(
-                BRONZE, rows, [month], {"cvm210.month": month.key, **wanted}
-            )
-            preview = first_rows(rows, 5, ["numero_linha"])
+            counts = {
+                Month(r["ano"], r["mes"]): r["count"]
+                for r in rows.groupBy(*PARTITION_COLUMNS).count().collect()
+            }
+            outcomes = {
+                m: [
+                    Outcome(
+                        ALL_LINES_LOADED,
+                        counts.get(m, 0) == csv["rows"],
+                        {"bronze_rows": counts.get(m, 0), "csv_data_lines": csv["rows"]},
+                    )
+                ]
+                for m, csv in csvs.items()
+            }
+
+            def write(passed: Sequence[Plan]) -> dict[Month, Written]:
+                months = [p.month for p in passed]
+                keep = rows.where(months_predicate(months)) if len(passed) < len(plans) else rows
+                commit = commit_metadata(passed)
+                version = work.tables.replace_months(BRONZE, keep, months, commit).version
+                previews = first_rows_by_month(keep, 5, ["numero_linha"])
+                return {
+                    p.month: Written(
+                        record={
+                            "rows": counts.get(p.month, 0),
+                            "delta_version": version,
+                            "layout": layout.name,
+                            "arquivo_origem": csvs[p.month]["csv_key"],
+                            "dh_ingestao": ingested_at.isoformat(),
+                        },
+                        metadata={
+                            "dagster/row_count": counts.get(p.month, 0),
+                            "delta_version": version,
+                            "table": MetadataValue.path(work.tables.uri(BRONZE)),
+                            "layout": layout.name,
+                            "source": csvs[p.month]["csv_key"],
+                            "source_sha256": csvs[p.month]["csv_sha256"],
+                            "preview": markdown_table(
+                                previews.get(p.month, []), [*layout.columns, "numero_linha"]
+                            ),
+                        },
+                    )
+                    for p in passed
+                }
+
+            yield Judged(outcomes, write)
         finally:
             rows.unpersist()
-        state.put(
-            BRONZE,
-            month,
-            {
-                **wanted,
-                "rows": count,
-                "delta_version": write.version,
-                "layout": layout.name,
-                "arquivo_origem": csv["csv_key"],
-                "dh_ingestao": ingested_at.isoformat(),
-                "checks": [o.record() for o in outcomes],
-            },
-        )
-        return MonthResult(
-            month,
-            outcomes=outcomes,
-            data_version=csv["csv_sha256"],
-            metadata={
-                "dagster/row_count": count,
-                "delta_version": write.version,
-                "table": MetadataValue.path(tables.uri(BRONZE)),
-                "layout": layout.name,
-                "source": csv["csv_key"],
-                "source_sha256": csv["csv_sha256"],
-                "preview": markdown_table(preview, [*layout.columns, "numero_linha"]),
-                SKIPPED: False,
-            },
-        )

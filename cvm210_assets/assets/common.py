@@ -191,16 +191,40 @@ def materialize_months(
     checks: Sequence[Check],
     process: Callable[[Month], MonthResult],
 ) -> Iterator[AssetCheckResult | AssetCheckEvaluation | MaterializeResult]:
-    """Run `process` for each month of the run and report it the way Dagster shows it.
-
-    One month: its check results and materialization, as any partitioned asset. A range (a
-    backfill run as one run, sharing one Spark session): every month's checks are recorded
-    against its own partition and its metadata goes to its own materialization; a month that
-    fails does not stop the others, and the step fails at the end naming each failed month.
-    """
+    """Run `process` for each month of the run, one month at a time (the assets that do no
+    Spark work; the Spark assets go through assets/monthly.py), and report it."""
     months = months_of(context)
     if len(months) == 1:
-        result = process(months[0])
+        results = {months[0]: process(months[0])}
+        yield from report_months(context, asset, checks, months, results, {})
+        return
+    results: dict[Month, MonthResult] = {}
+    failures: dict[Month, Exception] = {}
+    for month in months:
+        try:
+            results[month] = process(month)
+        except Exception as error:  # one bad month must not stop a twenty-year backfill
+            failures[month] = error
+    yield from report_months(context, asset, checks, months, results, failures)
+
+
+def report_months(
+    context: AssetExecutionContext,
+    asset: str,
+    checks: Sequence[Check],
+    months: Sequence[Month],
+    results: Mapping[Month, MonthResult],
+    failures: Mapping[Month, Exception],
+) -> Iterator[AssetCheckResult | AssetCheckEvaluation | MaterializeResult]:
+    """Report what a step did for its months the way Dagster shows it.
+
+    One month: its check results and materialization, as any partitioned asset. A range (a
+    backfill run as one run): every month's checks are recorded against its own partition and
+    its metadata (with its data version) goes to its own materialization; a month that failed
+    did not stop the others, and the step fails at the end naming each failed month.
+    """
+    if len(months) == 1 and not failures:
+        result = results[months[0]]
         yield from (o.result(asset, result.note) for o in result.outcomes)
         if result.blocked:
             raise BlockingCheckFailed(_blocked_message(asset, result))
@@ -210,23 +234,22 @@ def materialize_months(
         )
         return
 
-    results: list[MonthResult] = []
-    problems: list[str] = []
-    for month in months:
-        try:
-            result = process(month)
-        except Exception as error:  # one bad month must not stop a twenty-year backfill
-            context.log.error(f"{asset} {month} failed: {error}")
-            problems.append(f"{month}: {error}")
-            continue
-        results.append(result)
-        yield from (o.evaluation(asset, month, result.note) for o in result.outcomes)
+    problems = [f"{month}: {failures[month]}" for month in months if month in failures]
+    for month, error in failures.items():
+        context.log.error(f"{asset} {month} failed: {error}")
+    done = [results[month] for month in months if month in results]
+    for result in done:
+        yield from (o.evaluation(asset, result.month, result.note) for o in result.outcomes)
         if result.blocked:
             problems.append(_blocked_message(asset, result))
         else:
-            context.add_asset_metadata(result.metadata, partition_key=month.key)
+            # Dagster keeps one data version per step output: each month's is in its metadata.
+            version = {"data_version": result.data_version} if result.data_version else {}
+            context.add_asset_metadata(
+                {**result.metadata, **version}, partition_key=result.month.key
+            )
     for check in checks:
-        verdicts = {r.month.key: o.passed for r in results for o in r.outcomes if o.check == check}
+        verdicts = {r.month.key: o.passed for r in done for o in r.outcomes if o.check == check}
         failed = [key for key, passed in verdicts.items() if not passed]
         yield AssetCheckResult(
             asset_key=asset,
@@ -249,7 +272,7 @@ def materialize_months(
         metadata={
             "range": f"{months[0]}...{months[-1]}",
             "months": len(months),
-            "months_unchanged": sum(1 for r in results if r.metadata.get(SKIPPED)),
+            "months_unchanged": sum(1 for r in done if r.metadata.get(SKIPPED)),
         }
     )
 

@@ -1,37 +1,33 @@
-"""gold_kpis: fund-flow KPIs per fund and month, recomputed from the month's silver."""
+"""gold_kpis: fund-flow KPIs per fund and month, recomputed from each month's silver."""
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
 
 from dagster import AssetExecutionContext, BackfillPolicy, MetadataValue, asset
 from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import functions as F
 
 from cvm210_assets import PIPELINE_VERSION
-from cvm210_assets.assets.catalog import (
-    net_flow_chart,
-    recorded_net_flow,
-)
-from cvm210_assets.assets.common import (
-    SKIPPED,
-    Check,
-    MonthResult,
-    Outcome,
-    blocking_failure,
-    fingerprint,
-    is_current,
-    markdown_table,
-    materialize_months,
-    now_utc,
-    require,
-    run_label,
-    table_schema,
-    unchanged,
+from cvm210_assets.assets.catalog import net_flow_chart, recorded_net_flow
+from cvm210_assets.assets.common import Check, Outcome, markdown_table, now_utc, table_schema
+from cvm210_assets.assets.monthly import (
+    Judged,
+    MonthlyAsset,
+    Plan,
+    Work,
+    Written,
+    commit_metadata,
+    materialize,
 )
 from cvm210_assets.assets.silver import SILVER_ASSET
 from cvm210_assets.lake.raw_zone import csv_key
-from cvm210_assets.lake.schemas import GOLD
-from cvm210_assets.lake.spark_tables import first_rows
+from cvm210_assets.lake.schemas import GOLD, PARTITION_COLUMNS
+from cvm210_assets.lake.spark_tables import first_rows_by_month, months_predicate
 from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
-from cvm210_assets.transforms.gold import kpis
+from cvm210_assets.transforms.gold import kpis, month_sources
 from cvm210_assets.transforms.quality import GoldQuality, gold_quality, silver_totals
 
 GOLD_ASSET = "gold_kpis"
@@ -85,85 +81,115 @@ def gold_kpis(
     pyspark: LazyPySparkResource,
     step_launcher: SparkStepLauncher,  # runs the step on Databricks when set (README)
 ):
-    yield from materialize_months(
-        context, GOLD_ASSET, CHECKS, lambda month: _compute(context, lake, pyspark, month)
-    )
+    yield from materialize(GoldKpis(), context, lake, pyspark)
 
 
-def _compute(
-    context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResource, month: Month
-) -> MonthResult:
-    with lake.month_lock(month, owner=run_label(context)):
-        state = lake.state
-        silver_state = require(state, SILVER_ASSET, month)
-        wanted = fingerprint(silver_state["source_sha256"])
-        previous = state.get(GOLD_ASSET, month)
-        if is_current(previous, wanted):
-            return unchanged(context, GOLD_ASSET, month, CHECKS, previous)
+class GoldKpis(MonthlyAsset):
+    """Any months together: each month's KPIs come from its own silver rows alone."""
 
-        spark = pyspark.spark_session
-        tables = lake.spark_tables(spark)
+    name = GOLD_ASSET
+    upstream = SILVER_ASSET
+    checks = CHECKS
+
+    def batch_key(self, plan: Plan) -> str:
+        return "gold"
+
+    @contextmanager
+    def judge(self, work: Work, plans: Sequence[Plan]) -> Iterator[Judged]:
+        tables, months = work.tables, [p.month for p in plans]
         # Silver is read twice (KPIs, then the sums the check compares them with, independently):
-        # each read prunes to the columns it needs, cheaper than caching the whole month.
-        source = tables.read_months(SILVER_ASSET, [month])
-        gold = kpis(
-            source, csv_key(month), wanted["source_sha256"], PIPELINE_VERSION, now_utc()
-        ).persist()
+        # each read prunes to the columns it needs, cheaper than caching the months.
+        source = tables.read_months(SILVER_ASSET, months)
+        sources = month_sources(
+            work.spark, {p.month: (csv_key(p.month), p.wanted["source_sha256"]) for p in plans}
+        )
+        gold = kpis(source, sources, PIPELINE_VERSION, now_utc()).persist()
         try:
-            quality = gold_quality(gold, silver_totals(source))
-            outcomes = evaluate(quality)
-            if blocking_failure(outcomes):
-                return MonthResult(month, {}, outcomes)
-            summary = gold.agg(
-                F.count_if("em_risco"), F.sum("fluxo_liquido"), F.sum("total_resgate")
-            ).first()
-            top_outflows = first_rows(gold.where("fluxo_liquido < 0"), 10, ["fluxo_liquido"])
-            write = tables.replace_months(
-                GOLD_ASSET,
-                gold,
-                [month],
-                {"cvm210.month": month.key, **wanted},
-                cluster_by=("cnpj_fundo", "id_subclasse"),
-            )
+            quality = gold_quality(gold, silver_totals(source), months)
+            outcomes = {m: evaluate(quality[m]) for m in months}
+
+            def write(passed: Sequence[Plan]) -> dict[Month, Written]:
+                done = [p.month for p in passed]
+                rows = gold.where(months_predicate(done)) if len(passed) < len(plans) else gold
+                summaries = {
+                    Month(r[0], r[1]): r
+                    for r in rows.groupBy(*PARTITION_COLUMNS)
+                    .agg(F.count_if("em_risco"), F.sum("fluxo_liquido"), F.sum("total_resgate"))
+                    .collect()
+                }
+                top_outflows = first_rows_by_month(
+                    rows.where("fluxo_liquido < 0"), 10, ["fluxo_liquido"]
+                )
+                version = tables.replace_months(
+                    GOLD_ASSET,
+                    rows,
+                    done,
+                    commit_metadata(passed),
+                    cluster_by=("cnpj_fundo", "id_subclasse"),
+                ).version
+                flows = {m: Decimal(r[3] or 0) for m, r in summaries.items()}
+                return {
+                    m: _written(
+                        work, m, quality[m], summaries.get(m), top_outflows.get(m, []), version,
+                        _last_12_months(work, m, flows),
+                    )
+                    for m in done
+                }  # fmt: skip
+
+            yield Judged(outcomes, write)
         finally:
             gold.unpersist()
-        state.put(
-            GOLD_ASSET,
-            month,
-            {
-                **wanted,
-                "rows": quality.rows,
-                "delta_version": write.version,
-                "net_flow_total": str(summary[1] or 0),  # the catalog's 12-month chart reads it
-                "checks": [o.record() for o in outcomes],
-            },
-        )
-        # The catalog's chart: the market's net flow over the last 12 months in the lake.
-        chart = net_flow_chart(recorded_net_flow(state, GOLD_ASSET, month, 12))
-        return MonthResult(
-            month,
-            outcomes=outcomes,
-            data_version=wanted["source_sha256"],
-            metadata={
-                "net_flow_12_months": MetadataValue.json(chart),
-                "dagster/row_count": quality.rows,
-                "funds_in_net_outflow": summary[0] or 0,
-                "net_flow_total": str(summary[1] or 0),
-                "outflow_total": str(summary[2] or 0),
-                "delta_version": write.version,
-                "table": MetadataValue.path(tables.uri(GOLD_ASSET)),
-                "largest_net_outflows": markdown_table(
-                    top_outflows,
-                    [
-                        "cnpj_fundo",
-                        "id_subclasse",
-                        "tp_fundo",
-                        "fluxo_liquido",
-                        "total_resgate",
-                        "patrimonio_medio",
-                        "fluxo_liquido_pct_pl",
-                    ],
-                ),
-                SKIPPED: False,
-            },
-        )
+
+
+def _last_12_months(
+    work: Work, month: Month, batch: Mapping[Month, Decimal]
+) -> list[tuple[str, Decimal]]:
+    """The market's net flow in the 12 months ending in `month`: as recorded in the lake, and
+    as just computed for the batch's months (not recorded yet)."""
+    points = dict(recorded_net_flow(work.lake.state, GOLD_ASSET, month, 12))
+    points |= {m.key: flow for m, flow in batch.items() if month.shift(-11) <= m <= month}
+    return sorted(points.items())
+
+
+def _written(
+    work: Work,
+    month: Month,
+    quality: GoldQuality,
+    summary: Any,
+    top_outflows: list[dict[str, Any]],
+    version: int,
+    last_12_months: list[tuple[str, Decimal]],
+) -> Written:
+    """The month's state record and metadata; `summary` is (ano, mes, funds in net outflow,
+    Σ fluxo_liquido, Σ total_resgate), None for a month without rows."""
+    at_risk, net_flow, outflow = (summary[2], summary[3], summary[4]) if summary else (0, 0, 0)
+    net_flow, outflow = net_flow or 0, outflow or 0
+    return Written(
+        record={
+            "rows": quality.rows,
+            "delta_version": version,
+            "net_flow_total": str(net_flow),  # the catalog's 12-month chart reads it
+        },
+        metadata={
+            # The catalog's chart: the market's net flow over the last 12 months in the lake.
+            "net_flow_12_months": MetadataValue.json(net_flow_chart(last_12_months)),
+            "dagster/row_count": quality.rows,
+            "funds_in_net_outflow": at_risk,
+            "net_flow_total": str(net_flow),
+            "outflow_total": str(outflow),
+            "delta_version": version,
+            "table": MetadataValue.path(work.tables.uri(GOLD_ASSET)),
+            "largest_net_outflows": markdown_table(
+                top_outflows,
+                [
+                    "cnpj_fundo",
+                    "id_subclasse",
+                    "tp_fundo",
+                    "fluxo_liquido",
+                    "total_resgate",
+                    "patrimonio_medio",
+                    "fluxo_liquido_pct_pl",
+                ],
+            ),
+        },
+    )

@@ -1,7 +1,9 @@
 """silver and silver_rejects: bronze judged, cleaned and deduplicated, merged month by month."""
 
 import datetime as dt
-from dataclasses import replace
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 from dagster import (
     AssetCheckSeverity,
@@ -11,24 +13,19 @@ from dagster import (
     asset,
 )
 from dagster_pyspark import LazyPySparkResource
+from pyspark.sql import DataFrame
 
 from cvm210_assets import PIPELINE_VERSION
 from cvm210_assets.assets.bronze import BRONZE, bronze
-from cvm210_assets.assets.common import (
-    SKIPPED,
-    Check,
-    MonthResult,
-    Outcome,
-    blocking_failure,
-    fingerprint,
-    is_current,
-    markdown_table,
-    materialize_months,
-    now_utc,
-    require,
-    run_label,
-    table_schema,
-    unchanged,
+from cvm210_assets.assets.common import Check, Outcome, markdown_table, now_utc, table_schema
+from cvm210_assets.assets.monthly import (
+    Judged,
+    MonthlyAsset,
+    Plan,
+    Work,
+    Written,
+    commit_metadata,
+    materialize,
 )
 from cvm210_assets.assets.restatements import (
     CHANGES_TABLE,
@@ -37,20 +34,24 @@ from cvm210_assets.assets.restatements import (
     restatement_metadata,
     summarize,
 )
-from cvm210_assets.lake.schemas import SILVER, SILVER_KEY, SILVER_REJECTS, SILVER_VALUES
-from cvm210_assets.lake.spark_tables import first_rows
+from cvm210_assets.lake.schemas import (
+    PARTITION_COLUMNS,
+    SILVER,
+    SILVER_KEY,
+    SILVER_REJECTS,
+    SILVER_VALUES,
+)
+from cvm210_assets.lake.spark_tables import first_rows_by_month, months_predicate
 from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.source.layouts import LAYOUTS
 from cvm210_assets.transforms.quality import SilverQuality, silver_quality
 from cvm210_assets.transforms.silver import (
     REJECT_REASONS,
-    Source,
     judge_rows,
     mark_duplicates,
     rejected_rows,
     repeated_keys,
-    silver_lineage,
     silver_rows,
 )
 
@@ -148,120 +149,172 @@ def silver(
     pyspark: LazyPySparkResource,
     step_launcher: SparkStepLauncher,  # runs the step on Databricks when set (README)
 ):
-    yield from materialize_months(
-        context, SILVER_ASSET, CHECKS, lambda month: _clean(context, lake, pyspark, month)
-    )
+    yield from materialize(Silver(), context, lake, pyspark)
 
 
-def _clean(
-    context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResource, month: Month
-) -> MonthResult:
-    with lake.month_lock(month, owner=run_label(context)):
-        state = lake.state
-        bronze_state = require(state, BRONZE, month)
-        wanted = fingerprint(bronze_state["source_sha256"])
-        previous = state.get(SILVER_ASSET, month)
-        if is_current(previous, wanted):
-            return unchanged(
-                context, SILVER_ASSET, month, CHECKS, previous, rejected_rows=previous["rejected"]
-            )
+class Silver(MonthlyAsset):
+    """New months of one layout judged together and written in one commit; a restated month
+    alone: its changes are recorded, then it is MERGEd."""
 
-        spark = pyspark.spark_session
-        tables = lake.spark_tables(spark)
-        layout = LAYOUTS[bronze_state["layout"]]
-        source = Source(
-            arquivo_origem=bronze_state["arquivo_origem"],
-            arquivo_sha256=bronze_state["source_sha256"],
-            layout=layout,
-            dh_ingestao=dt.datetime.fromisoformat(bronze_state["dh_ingestao"]),
-        )
+    name = SILVER_ASSET
+    upstream = BRONZE
+    checks = CHECKS
+
+    def batch_key(self, plan: Plan) -> str | None:
+        return plan.upstream["layout"] if plan.previous is None else None
+
+    def unchanged_metadata(self, previous: Mapping[str, Any]) -> dict[str, Any]:
+        return {"rejected_rows": previous["rejected"]}
+
+    @contextmanager
+    def judge(self, work: Work, plans: Sequence[Plan]) -> Iterator[Judged]:
+        tables = work.tables
+        layout = LAYOUTS[plans[0].upstream["layout"]]
+        months = [p.month for p in plans]
         processed_at = now_utc()
-        restated = previous is not None and previous["source_sha256"] != wanted["source_sha256"]
-        restatement = pending_restatement(
-            state, month, previous, wanted["source_sha256"], processed_at
-        )
-        lineage = silver_lineage(source, month, PIPELINE_VERSION, processed_at)
-        bronze_rows = tables.read_months(BRONZE, [month])
+        bronze_rows = tables.read_months(BRONZE, months)
         # Judged once and cached, the few repeated keys beside them: the checks, silver, its
         # rejects and the restatement's changes all join the two caches again (a broadcast).
-        single = judge_rows(bronze_rows, layout, month).persist()
+        single = judge_rows(bronze_rows, layout).persist()
         repeated = repeated_keys(single).persist()
         judged = mark_duplicates(single, repeated)
         try:
-            clean = silver_rows(judged, lineage)
-            rejects = rejected_rows(judged, bronze_rows, layout, lineage)
-            quality = silver_quality(clean, month)
-            by_reason = dict(rejects.groupBy("motivo").count().collect())
-            rejected = sum(by_reason.values())
-            # Every row of bronze's month is judged once: the judged rows are bronze's rows.
-            outcomes = evaluate(quality, single.count(), rejected)
-            if blocking_failure(outcomes):
-                return MonthResult(month, {}, outcomes)
-            commit = {"cvm210.month": month.key, **wanted}
-            # Rejects first: silver's state record is written last and marks the month done.
-            rejects_write = tables.replace_months(
-                REJECTS_TABLE, rejects, [month], commit, cluster_by=("numero_linha",)
-            )
-            if restatement:  # recorded before the MERGE replaces the rows it compares with
-                changes = changes_rows(tables, month, restatement, SILVER_ASSET, clean)
-                tables.replace_months(
-                    CHANGES_TABLE, changes, [month], commit, cluster_by=("cnpj_fundo", "dt_comptc")
+            clean = silver_rows(judged, PIPELINE_VERSION, processed_at)
+            rejects = rejected_rows(judged, bronze_rows, layout, PIPELINE_VERSION, processed_at)
+            quality = silver_quality(clean, months)
+            by_reason: dict[Month, dict[str, int]] = {m: {} for m in months}
+            for row in rejects.groupBy(*PARTITION_COLUMNS, "motivo").count().collect():
+                by_reason[Month(row["ano"], row["mes"])][row["motivo"]] = row["count"]
+            # Every row of bronze's months is judged once: the judged rows are bronze's rows.
+            judged_rows = {
+                Month(r["ano"], r["mes"]): r["count"]
+                for r in single.groupBy(*PARTITION_COLUMNS).count().collect()
+            }
+            outcomes = {
+                m: evaluate(quality[m], judged_rows.get(m, 0), sum(by_reason[m].values()))
+                for m in months
+            }
+
+            def write(passed: Sequence[Plan]) -> dict[Month, Written]:
+                done = [p.month for p in passed]
+                some = len(passed) < len(plans)
+                ok_clean = clean.where(months_predicate(done)) if some else clean
+                ok_rejects = rejects.where(months_predicate(done)) if some else rejects
+                commit = commit_metadata(passed)
+                # Rejects first: silver's state records are written last and mark a month done.
+                rejects_write = tables.replace_months(
+                    REJECTS_TABLE, ok_rejects, done, commit, cluster_by=("numero_linha",)
                 )
-                written = tables.read_months(CHANGES_TABLE, [month])
-                state.put(CHANGES_TABLE, month, summarize(written, restatement))
-            if previous is None:  # the month's first version: nothing to match
-                write = tables.replace_months(SILVER_ASSET, clean, [month], commit, SILVER_KEY)
-                inserted = write.metrics.get("numOutputRows", 0)
-                silver_write = replace(write, metrics={"num_target_rows_inserted": inserted})
-            else:  # a restatement (or new code): changed rows updated, the others kept
-                silver_write = tables.merge_months(
-                    SILVER_ASSET, clean, [month], SILVER_KEY, SILVER_VALUES, commit
-                )
-            preview = first_rows(clean, 5, SILVER_KEY)
-            rejects_preview = first_rows(rejects, 10, ["numero_linha"])
+                restated = passed[0] if passed[0].previous is not None else None
+                new_source = _new_source(passed[0])  # not just new code
+                if restated is None:  # new months: nothing to match
+                    version = tables.replace_months(
+                        SILVER_ASSET, ok_clean, done, commit, SILVER_KEY
+                    ).version
+                    changes = {m: _inserted(quality[m].rows) for m in done}
+                else:  # a restatement (or new code): changed rows updated, the others kept
+                    _record_changes(work, restated, ok_clean, commit, processed_at)
+                    merged = tables.merge_months(
+                        SILVER_ASSET, ok_clean, done, SILVER_KEY, SILVER_VALUES, commit
+                    )
+                    version = merged.version
+                    changes = {restated.month: _changes(merged.metrics)}
+                previews = first_rows_by_month(ok_clean, 5, SILVER_KEY)
+                rejects_previews = first_rows_by_month(ok_rejects, 10, ["numero_linha"])
+                return {
+                    m: Written(
+                        record={
+                            "rows": quality[m].rows,
+                            "rejected": sum(by_reason[m].values()),
+                            "rejected_by_reason": by_reason[m],
+                            # The freshness check reads it: the newest reporting date of the month.
+                            "latest_dt_comptc": quality[m].latest_dt_comptc,
+                            "changes": changes[m],
+                            "delta_version": version,
+                        },
+                        metadata=_metadata(
+                            work,
+                            m,
+                            quality[m],
+                            by_reason[m],
+                            changes[m],
+                            version,
+                            rejects_write.version,
+                            previews.get(m, []),
+                            rejects_previews.get(m, []),
+                            restated=new_source,
+                        ),
+                    )
+                    for m in done
+                }
+
+            yield Judged(outcomes, write)
         finally:
             repeated.unpersist()
             single.unpersist()
-        changes = _changes(silver_write.metrics)
-        state.put(
-            SILVER_ASSET,
-            month,
-            {
-                **wanted,
-                "rows": quality.rows,
-                "rejected": rejected,
-                "rejected_by_reason": by_reason,
-                # The freshness check reads this: the newest reporting date the month holds.
-                "latest_dt_comptc": quality.latest_dt_comptc,
-                "changes": changes,
-                "delta_version": silver_write.version,
-                "checks": [o.record() for o in outcomes],
-            },
-        )
-        return MonthResult(
-            month,
-            outcomes=outcomes,
-            data_version=wanted["source_sha256"],
-            metadata={
-                "dagster/row_count": quality.rows,
-                "rows_inserted": changes["inserted"],
-                "rows_updated": changes["updated"],
-                "rows_deleted": changes["deleted"],
-                "delta_version": silver_write.version,
-                "table": MetadataValue.path(tables.uri(SILVER_ASSET)),
-                "preview": markdown_table(preview, [f.name for f in SILVER.fields[:10]]),
-                "rejected_rows": rejected,
-                "rejected_by_reason": _reasons_table(by_reason),
-                **{f"rejected_{reason}": by_reason.get(reason, 0) for reason in REJECT_REASONS},
-                "rejects_delta_version": rejects_write.version,
-                "rejects_table": MetadataValue.path(tables.uri(REJECTS_TABLE)),
-                "rejects_preview": markdown_table(
-                    rejects_preview, ["numero_linha", "motivo", "detalhe", "registro"]
-                ),
-                **restatement_metadata(state.get(CHANGES_TABLE, month) if restated else None),
-                SKIPPED: False,
-            },
-        )
+
+
+def _record_changes(
+    work: Work, plan: Plan, clean: DataFrame, commit: Mapping[str, str], processed_at: dt.datetime
+) -> None:
+    """silver_changes of a restated month, recorded before the MERGE replaces the rows it
+    compares with (unless an interrupted run recorded them already)."""
+    state, tables, month = work.lake.state, work.tables, plan.month
+    restatement = pending_restatement(
+        state, month, plan.previous, plan.wanted["source_sha256"], processed_at
+    )
+    if restatement is None:
+        return
+    changes = changes_rows(tables, month, restatement, SILVER_ASSET, clean)
+    tables.replace_months(
+        CHANGES_TABLE, changes, [month], commit, cluster_by=("cnpj_fundo", "dt_comptc")
+    )
+    written = tables.read_months(CHANGES_TABLE, [month])
+    state.put(CHANGES_TABLE, month, summarize(written, restatement))
+
+
+def _metadata(
+    work: Work,
+    month: Month,
+    quality: SilverQuality,
+    by_reason: dict[str, int],
+    changes: dict[str, int],
+    version: int,
+    rejects_version: int,
+    preview: list[dict[str, Any]],
+    rejects_preview: list[dict[str, Any]],
+    restated: bool,
+) -> dict[str, Any]:
+    state = work.lake.state
+    return {
+        "dagster/row_count": quality.rows,
+        "rows_inserted": changes["inserted"],
+        "rows_updated": changes["updated"],
+        "rows_deleted": changes["deleted"],
+        "delta_version": version,
+        "table": MetadataValue.path(work.tables.uri(SILVER_ASSET)),
+        "preview": markdown_table(preview, [f.name for f in SILVER.fields[:10]]),
+        "rejected_rows": sum(by_reason.values()),
+        "rejected_by_reason": _reasons_table(by_reason),
+        **{f"rejected_{reason}": by_reason.get(reason, 0) for reason in REJECT_REASONS},
+        "rejects_delta_version": rejects_version,
+        "rejects_table": MetadataValue.path(work.tables.uri(REJECTS_TABLE)),
+        "rejects_preview": markdown_table(
+            rejects_preview, ["numero_linha", "motivo", "detalhe", "registro"]
+        ),
+        **restatement_metadata(state.get(CHANGES_TABLE, month) if restated else None),
+    }
+
+
+def _new_source(plan: Plan) -> bool:
+    """The month was processed before from another CSV: CVM restated it."""
+    return (
+        plan.previous is not None and plan.previous["source_sha256"] != plan.wanted["source_sha256"]
+    )
+
+
+def _inserted(rows: int) -> dict[str, int]:
+    return {"inserted": rows, "updated": 0, "deleted": 0}
 
 
 def _changes(metrics: dict) -> dict[str, int]:

@@ -51,6 +51,14 @@ def _schema(*fields: tuple[str, DataType, str]) -> StructType:
 
 
 PARTITION_COLUMNS = ("ano", "mes")
+# What every row of one CSV shares, from bronze to silver and its rejects: its file and month.
+CSV_LINEAGE = (
+    "arquivo_origem",
+    "arquivo_sha256",
+    "layout_cabecalho",
+    "dh_ingestao",
+    *PARTITION_COLUMNS,
+)
 
 _PARTITION = (
     ("ano", IntegerType(), "Year of the partition (reporting month)"),

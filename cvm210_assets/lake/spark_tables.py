@@ -18,7 +18,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
 
 from cvm210_assets.lake.maintenance import MIN_TIME_TRAVEL, retention_properties
 from cvm210_assets.lake.schemas import PARTITION_COLUMNS
@@ -214,3 +215,17 @@ def first_rows(rows: DataFrame, n: int, order_by: Sequence[Any] = ()) -> list[di
     """The first `n` rows as dicts, for previews in the UI."""
     ordered = rows.orderBy(*order_by) if order_by else rows
     return [row.asDict() for row in ordered.limit(n).collect()]
+
+
+def first_rows_by_month(
+    rows: DataFrame, n: int, order_by: Sequence[Any] = ()
+) -> dict[Month, list[dict[str, Any]]]:
+    """The first `n` rows of each month, as dicts: the previews of a batch in one Spark job."""
+    window = Window.partitionBy(*PARTITION_COLUMNS).orderBy(*(order_by or PARTITION_COLUMNS))
+    picked = rows.withColumn("_n", F.row_number().over(window)).where(F.col("_n") <= n)
+    previews: dict[Month, list[dict[str, Any]]] = {}
+    for row in picked.orderBy(*PARTITION_COLUMNS, "_n").collect():
+        values = row.asDict()
+        del values["_n"]
+        previews.setdefault(Month(values["ano"], values["mes"]), []).append(values)
+    return previews

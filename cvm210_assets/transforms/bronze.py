@@ -1,38 +1,67 @@
-"""Bronze: every line of the month's CSV as read, split into its columns, with lineage."""
+"""Bronze: every line of the months' CSVs as read, split into its columns, with lineage."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from cvm210_assets.lake.schemas import BRONZE_LINEAGE, typed
+from cvm210_assets.lake.schemas import BRONZE_LINEAGE, CSV_LINEAGE, typed
 from cvm210_assets.partitions import Month
 from cvm210_assets.source.layouts import Layout
 
+_LINEAGE_FIELDS = [BRONZE_LINEAGE[name] for name in CSV_LINEAGE]
 _ROW_BITS = 33  # monotonically_increasing_id = partition index << 33 | row number in partition
+FILE = "_file"  # the name of the CSV a line comes from (one month's CSV each)
+
+
+def read_lines(spark: SparkSession, uris: Sequence[str]) -> DataFrame:
+    """The text lines of several CSVs in one scan, each with its file's name and the offset of
+    the split it was read in: what `number_lines` needs to number each file's lines."""
+    return (
+        spark.read.option("lineSep", "\n")
+        .text(list(uris))
+        .select(
+            "value",
+            F.col("_metadata.file_name").alias(FILE),
+            F.col("_metadata.file_block_start").alias("_block"),
+        )
+    )
 
 
 def number_lines(lines: DataFrame) -> DataFrame:
-    """Adds `numero_linha`, the 1-based physical line number, to one file's text lines.
+    """Adds `numero_linha`, the 1-based physical line number within its file, to `read_lines`.
 
-    Each split of the file keeps its lines in order; counting the lines of every split (a cheap
-    first pass) turns the per-split row numbers into line numbers without a shuffle.
+    A scan's task reads whole splits in order, a split's lines in order, and may read several
+    files' splits; counting the lines of each (task, file) piece in one cheap first pass over
+    all the files turns the per-task row numbers into line numbers without a shuffle.
     """
     with_id = lines.withColumn("_id", F.monotonically_increasing_id())
-    split = F.shiftright(F.col("_id"), _ROW_BITS)
-    counts = dict(with_id.groupBy(split.alias("split")).count().collect())
-    starts: list[Column] = []
-    total = 0
-    for index in sorted(counts):
-        starts += [F.lit(index), F.lit(total)]
-        total += counts[index]
-    offset = F.try_element_at(F.create_map(*starts), split) if starts else F.lit(0)
-    row_in_split = F.col("_id").bitwiseAND(F.lit((1 << _ROW_BITS) - 1))
-    return with_id.withColumn("numero_linha", row_in_split + offset + 1).drop("_id")
+    task = F.shiftright(F.col("_id"), _ROW_BITS)
+    pieces = (
+        with_id.groupBy(task.alias("_task"), FILE)
+        .agg(F.min("_block").alias("block"), F.min("_id").alias("first"), F.count("*").alias("n"))
+        .collect()
+    )
+    starts: dict[str, int] = {}
+    firsts: list[tuple[int, str, int]] = []
+    for piece in sorted(pieces, key=lambda p: (p[FILE], p["block"], p["first"])):
+        before = starts.get(piece[FILE], 0)
+        firsts.append((piece["_task"], piece[FILE], piece["first"] - before))
+        starts[piece[FILE]] = before + piece["n"]
+    if not firsts:
+        return with_id.withColumn("numero_linha", F.lit(0).cast("long")).drop("_id", "_block")
+    spark = lines.sparkSession
+    offsets = spark.createDataFrame(firsts, f"_task long, {FILE} string, _base long")
+    return (
+        with_id.withColumn("_task", task)
+        .join(F.broadcast(offsets), ["_task", FILE])
+        .withColumn("numero_linha", F.col("_id") - F.col("_base") + 1)
+        .drop("_id", "_task", "_base", "_block")
+    )
 
 
 def latin1_text(raw: Column) -> Column:
@@ -47,8 +76,9 @@ def bronze_lineage(
     arquivo_sha256: str,
     ingested_at: dt.datetime,
 ) -> dict[str, Any]:
-    """The lineage every row of one CSV shares."""
+    """The lineage every row of one CSV shares, with the file's name to find its lines by."""
     return {
+        FILE: arquivo_origem.rsplit("/", 1)[-1],
         "arquivo_origem": arquivo_origem,
         "arquivo_sha256": arquivo_sha256,
         "layout_cabecalho": layout.name,
@@ -58,18 +88,31 @@ def bronze_lineage(
     }
 
 
-def bronze_rows(lines: DataFrame, layout: Layout, lineage: Mapping[str, Any]) -> DataFrame:
-    """One row per non-empty data line: the layout's columns as text, extras kept, lineage added.
+def lineage_frame(spark: SparkSession, lineages: Sequence[Mapping[str, Any]]) -> DataFrame:
+    """The lineages of a batch's CSVs as a small frame, joined to the lines by file name."""
+    names = [lineage[FILE] for lineage in lineages]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two CSVs of one batch share a file name: {sorted(names)}")
+    schema = ", ".join(
+        [f"{FILE} string", *(f"{f.name} {f.dataType.simpleString()}" for f in _LINEAGE_FIELDS)]
+    )
+    rows = [tuple(lineage[name] for name in (FILE, *CSV_LINEAGE)) for lineage in lineages]
+    return spark.createDataFrame(rows, schema)
 
-    `lines` is `spark.read.text(csv, lineSep="\\n")`: a trailing CR is removed here, so CRLF and
-    LF files give the same rows. `lineage` is `bronze_lineage(...)`.
+
+def bronze_rows(lines: DataFrame, layout: Layout, lineage: DataFrame) -> DataFrame:
+    """One row per non-empty data line of CSVs of one layout: the layout's columns as text,
+    extras kept, lineage added (each month's CSV its own).
+
+    `lines` is `read_lines(...)`: a trailing CR is removed here, so CRLF and LF files give the
+    same rows. `lineage` is `lineage_frame(...)` of the files' `bronze_lineage`.
     """
     ncols = len(layout.columns)
     text = F.regexp_replace(latin1_text(F.col("value")), "\r$", "")
     data = (
         number_lines(lines)
         .where(F.col("numero_linha") > 1)
-        .select(text.alias("_line"), "numero_linha")
+        .select(text.alias("_line"), "numero_linha", FILE)
         .where(F.col("_line") != "")
         .withColumn("_fields", F.split(F.col("_line"), ";", -1))
         .withColumn("qtd_campos", F.size("_fields"))
@@ -86,9 +129,11 @@ def bronze_rows(lines: DataFrame, layout: Layout, lineage: Mapping[str, Any]) ->
         "campos_extras": extras,
         "qtd_campos": F.col("qtd_campos"),
         "numero_linha": F.col("numero_linha"),
-        **{name: F.lit(value) for name, value in lineage.items()},
     }
-    return data.select(
+    return data.join(F.broadcast(lineage), FILE).select(
         *source_columns,
-        *(typed(columns[f.name], f.dataType).alias(f.name) for f in BRONZE_LINEAGE.fields),
+        *(
+            typed(columns.get(f.name, F.col(f.name)), f.dataType).alias(f.name)
+            for f in BRONZE_LINEAGE.fields
+        ),
     )

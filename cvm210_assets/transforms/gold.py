@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cvm210_assets.lake.schemas import GOLD, GOLD_KEY, MONEY, MONEY_SUM, in_schema
+from cvm210_assets.partitions import Month
 
 
 def _ratio(numerator: Column, denominator: Column) -> Column:
@@ -15,14 +17,20 @@ def _ratio(numerator: Column, denominator: Column) -> Column:
     return F.when(denominator != 0, numerator.cast("double") / denominator.cast("double"))
 
 
+def month_sources(spark: SparkSession, sources: Mapping[Month, tuple[str, str]]) -> DataFrame:
+    """Each month's CSV (arquivo_origem, arquivo_sha256) as a small frame for `kpis`: the CSV
+    that silver's month now holds (a restated month's unchanged rows keep their old lineage)."""
+    rows = [(m.ano, m.mes, origem, sha) for m, (origem, sha) in sorted(sources.items())]
+    return spark.createDataFrame(
+        rows, "ano int, mes int, arquivo_origem string, arquivo_sha256 string"
+    )
+
+
 def kpis(
-    silver: DataFrame,
-    arquivo_origem: str,
-    arquivo_sha256: str,
-    pipeline_version: str,
-    processed_at: dt.datetime,
+    silver: DataFrame, sources: DataFrame, pipeline_version: str, processed_at: dt.datetime
 ) -> DataFrame:
-    """The month's KPIs per (cnpj_fundo, id_subclasse); sums are exact DECIMALs."""
+    """Each month's KPIs per (cnpj_fundo, id_subclasse); sums are exact DECIMALs. `sources` is
+    `month_sources(...)` of silver's months."""
     zero = F.lit(0).cast(MONEY)
     captacao = F.coalesce(F.col("captc_dia"), zero)
     resgate = F.coalesce(F.col("resg_dia"), zero)
@@ -58,9 +66,7 @@ def kpis(
         "taxa_resgate": _ratio(F.col("total_resgate"), F.col("patrimonio_medio")),
         "fluxo_liquido_pct_pl": _ratio(fluxo, F.col("patrimonio_medio")),
         "em_risco": fluxo < 0,
-        "arquivo_origem": F.lit(arquivo_origem),
-        "arquivo_sha256": F.lit(arquivo_sha256),
         "versao_pipeline": F.lit(pipeline_version),
         "dh_processamento": F.lit(processed_at),
     }
-    return in_schema(ends, GOLD, derived)
+    return in_schema(ends.join(F.broadcast(sources), ["ano", "mes"]), GOLD, derived)

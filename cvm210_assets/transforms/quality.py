@@ -7,14 +7,14 @@ the numbers into asset-check results; a check fails when its count of offending 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 
 import numpy as np
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from cvm210_assets.lake.schemas import GOLD_KEY, SILVER_KEY
+from cvm210_assets.lake.schemas import GOLD_KEY, PARTITION_COLUMNS, SILVER_KEY
 from cvm210_assets.partitions import Month
 
 _CNPJ_WEIGHTS_1 = (5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2)
@@ -57,31 +57,59 @@ class SilverQuality:
     latest_dt_comptc: str | None  # the freshness check reads it: the month's newest report
 
 
-def silver_quality(silver: DataFrame, month: Month) -> SilverQuality:
+def silver_quality(silver: DataFrame, months: Sequence[Month]) -> dict[Month, SilverQuality]:
+    """The measures of each of `months` (a month with no rows has zeros), in three Spark jobs
+    whatever the number of months."""
     date = F.col("dt_comptc")
-    totals = silver.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.count_if(
-            F.col("cnpj_fundo").isNull() | date.isNull() | F.col("vl_patrim_liq").isNull()
-        ).alias("missing"),
-        F.count_if(F.col("vl_patrim_liq") <= 0).alias("non_positive"),
-        F.count_if((F.year(date) != month.ano) | (F.month(date) != month.mes)).alias("outside"),
-        F.max(date).alias("latest"),
-    ).first()
-    distinct_keys = silver.select(*SILVER_KEY).distinct().count()
-    # Check digits per distinct CNPJ (tens of thousands), on the driver, not per row.
-    cnpjs = [r[0] for r in silver.select("cnpj_fundo").distinct().collect() if r[0] is not None]
-    bad = sorted(bad_check_digits(cnpjs))
-    return SilverQuality(
-        rows=totals["rows"],
-        missing_required=totals["missing"],
-        non_positive_net_assets=totals["non_positive"],
-        duplicate_keys=totals["rows"] - distinct_keys,
-        outside_month=totals["outside"],
-        bad_cnpj_check_digits=len(bad),
-        bad_cnpj_examples=bad[:5],
-        latest_dt_comptc=totals["latest"].isoformat() if totals["latest"] else None,
-    )
+    totals = {
+        (r["ano"], r["mes"]): r
+        for r in silver.groupBy(*PARTITION_COLUMNS)
+        .agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.count_if(
+                F.col("cnpj_fundo").isNull() | date.isNull() | F.col("vl_patrim_liq").isNull()
+            ).alias("missing"),
+            F.count_if(F.col("vl_patrim_liq") <= 0).alias("non_positive"),
+            F.count_if((F.year(date) != F.col("ano")) | (F.month(date) != F.col("mes"))).alias(
+                "outside"
+            ),
+            F.max(date).alias("latest"),
+        )
+        .collect()
+    }
+    # Keys counted by grouping the distinct ones: count(DISTINCT ...) skips a NULL id_subclasse.
+    distinct_keys = {
+        (r["ano"], r["mes"]): r["count"]
+        for r in silver.select(*SILVER_KEY, *PARTITION_COLUMNS)
+        .distinct()
+        .groupBy(*PARTITION_COLUMNS)
+        .count()
+        .collect()
+    }
+    # Check digits per distinct CNPJ, on the driver, not per row; the months of the few bad ones.
+    cnpjs = silver.select("cnpj_fundo", *PARTITION_COLUMNS).distinct().collect()
+    bad = set(bad_check_digits(sorted({r[0] for r in cnpjs if r[0] is not None})))
+    bad_by_month: dict[tuple[int, int], list[str]] = {}
+    for cnpj, ano, mes in cnpjs:
+        if cnpj in bad:
+            bad_by_month.setdefault((ano, mes), []).append(cnpj)
+    measures = {}
+    for month in months:
+        key = (month.ano, month.mes)
+        row = totals.get(key)
+        wrong = sorted(bad_by_month.get(key, []))
+        rows = row["rows"] if row else 0
+        measures[month] = SilverQuality(
+            rows=rows,
+            missing_required=row["missing"] if row else 0,
+            non_positive_net_assets=row["non_positive"] if row else 0,
+            duplicate_keys=rows - distinct_keys.get(key, 0),
+            outside_month=row["outside"] if row else 0,
+            bad_cnpj_check_digits=len(wrong),
+            bad_cnpj_examples=wrong[:5],
+            latest_dt_comptc=row["latest"].isoformat() if row and row["latest"] else None,
+        )
+    return measures
 
 
 @dataclass(frozen=True)
@@ -92,31 +120,52 @@ class GoldQuality:
     silver_totals: tuple
 
 
-def silver_totals(silver: DataFrame) -> tuple[Decimal, Decimal, Decimal, int]:
-    """Σ captc_dia, Σ resg_dia, Σ net flow and the row count of a silver month."""
+def silver_totals(silver: DataFrame) -> dict[Month, tuple]:
+    """Per month: Σ captc_dia, Σ resg_dia, Σ net flow and the row count of silver."""
     zero = F.lit(0).cast("decimal(17,2)")
-    row = silver.agg(
-        F.sum("captc_dia"),
-        F.sum("resg_dia"),
-        F.sum(F.coalesce("captc_dia", zero) - F.coalesce("resg_dia", zero)),
-        F.count(F.lit(1)),
-    ).first()
-    return _zero_if_none(tuple(row))
-
-
-def gold_quality(gold: DataFrame, silver: tuple) -> GoldQuality:
-    row = gold.agg(
-        F.count(F.lit(1)),
-        *(F.sum(c) for c in ("total_captacao", "total_resgate", "fluxo_liquido")),
-        F.sum("dias_com_informe").cast("long"),
-    ).first()
-    rows = row[0]
-    return GoldQuality(
-        rows=rows,
-        duplicate_keys=rows - gold.select(*GOLD_KEY).distinct().count(),
-        gold_totals=_zero_if_none(tuple(row[1:])),
-        silver_totals=_zero_if_none(silver),
+    rows = (
+        silver.groupBy(*PARTITION_COLUMNS)
+        .agg(
+            F.sum("captc_dia"),
+            F.sum("resg_dia"),
+            F.sum(F.coalesce("captc_dia", zero) - F.coalesce("resg_dia", zero)),
+            F.count(F.lit(1)),
+        )
+        .collect()
     )
+    return {Month(r[0], r[1]): _zero_if_none(tuple(r[2:])) for r in rows}
+
+
+def gold_quality(
+    gold: DataFrame, silver: Mapping[Month, tuple], months: Sequence[Month]
+) -> dict[Month, GoldQuality]:
+    """Each month's gold totals beside silver's (`silver_totals`), and its repeated keys."""
+    rows = {
+        Month(r[0], r[1]): r
+        for r in gold.groupBy(*PARTITION_COLUMNS)
+        .agg(
+            F.count(F.lit(1)),
+            *(F.sum(c) for c in ("total_captacao", "total_resgate", "fluxo_liquido")),
+            F.sum("dias_com_informe").cast("long"),
+        )
+        .collect()
+    }
+    distinct_keys = {
+        Month(r[0], r[1]): r[2]
+        for r in gold.select(*GOLD_KEY).distinct().groupBy(*PARTITION_COLUMNS).count().collect()
+    }
+    none = (0, 0, 0, 0)
+    measures = {}
+    for month in months:
+        row = rows.get(month)
+        count = row[2] if row else 0
+        measures[month] = GoldQuality(
+            rows=count,
+            duplicate_keys=count - distinct_keys.get(month, 0),
+            gold_totals=_zero_if_none(tuple(row[3:])) if row else none,
+            silver_totals=_zero_if_none(silver.get(month, none)),
+        )
+    return measures
 
 
 def _zero_if_none(values: tuple) -> tuple:

@@ -7,16 +7,19 @@ first rule it broke (README, "Rejected rows"). Nothing is rounded, coerced or gu
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, DecimalType, IntegerType
 
-from cvm210_assets.lake.schemas import SILVER, SILVER_KEY, SILVER_REJECTS, in_schema
-from cvm210_assets.partitions import Month
+from cvm210_assets.lake.schemas import (
+    CSV_LINEAGE,
+    PARTITION_COLUMNS,
+    SILVER,
+    SILVER_KEY,
+    SILVER_REJECTS,
+    in_schema,
+)
 from cvm210_assets.source.layouts import Layout
 
 # (column, precision, scale); NR_COTST is an INT. Checked in this order.
@@ -42,6 +45,8 @@ SILVER_NAMES_ORDER = (
     "dt_comptc",
     *SILVER_NAMES.values(),
 )
+# A key repeats within a month only.
+_MONTH_KEY = (*SILVER_KEY, *PARTITION_COLUMNS)
 REJECT_REASONS = (
     "numero_de_campos",
     "cnpj_ausente",
@@ -70,14 +75,15 @@ def _text(column: str) -> str:
     return f"txt_{column}"
 
 
-def judge(bronze: DataFrame, layout: Layout, month: Month) -> DataFrame:
+def judge(bronze: DataFrame, layout: Layout) -> DataFrame:
     """Bronze rows with their parsed fields and `motivo`/`detalhe` (NULL for good rows)."""
-    single = judge_rows(bronze, layout, month)
+    single = judge_rows(bronze, layout)
     return mark_duplicates(single, repeated_keys(single))
 
 
-def judge_rows(bronze: DataFrame, layout: Layout, month: Month) -> DataFrame:
-    """Each row judged on its own: parsed fields and the first rule it breaks, if any.
+def judge_rows(bronze: DataFrame, layout: Layout) -> DataFrame:
+    """Each row judged on its own: parsed fields and the first rule it breaks, if any. Rows of
+    several months of one layout are judged together, each against its own month (ano, mes).
 
     Built in stages, each naming its results, so that every expression is computed once per
     row: one nested expression would repeat its parts and overflow Spark's code generation.
@@ -89,6 +95,7 @@ def judge_rows(bronze: DataFrame, layout: Layout, month: Month) -> DataFrame:
         *(strip(F.col(name)).alias(_text(name)) for name in layout.columns),
         "numero_linha",
         "qtd_campos",
+        *CSV_LINEAGE,
     )
     text = {name: F.col(_text(name)) for name in layout.columns}
 
@@ -150,9 +157,9 @@ def judge_rows(bronze: DataFrame, layout: Layout, month: Month) -> DataFrame:
             F.format_string("DT_COMPTC='%s' não é uma data AAAA-MM-DD", text["DT_COMPTC"]),
         ),
         (
-            (F.year(date) != month.ano) | (F.month(date) != month.mes),
+            (F.year(date) != F.col("ano")) | (F.month(date) != F.col("mes")),
             "fora_do_mes",
-            F.format_string(f"DT_COMPTC=%s fora de {month.key}", text["DT_COMPTC"]),
+            F.format_string("DT_COMPTC=%s fora de %04d-%02d", text["DT_COMPTC"], "ano", "mes"),
         ),
         (
             F.col("_bad").isNotNull(),
@@ -173,6 +180,7 @@ def judge_rows(bronze: DataFrame, layout: Layout, month: Month) -> DataFrame:
     )
     judged = with_bad_value.withColumn("_rule", rule_index).select(
         "numero_linha",
+        *CSV_LINEAGE,
         *SILVER_NAMES_ORDER,
         F.coalesce(
             *(F.when(F.col("_rule") == i, F.lit(r)) for i, (_, r, _) in enumerate(rules))
@@ -189,10 +197,10 @@ def repeated_keys(judged: DataFrame) -> DataFrame:
     persist them, and silver and its rejects each join them to the judged rows."""
     return (
         judged.where(F.col("motivo").isNull())
-        .groupBy(*SILVER_KEY)
+        .groupBy(*_MONTH_KEY)
         .agg(F.max("numero_linha").alias("_last_line"), F.count(F.lit(1)).alias("_n"))
         .where(F.col("_n") > 1)
-        .select(*(F.col(c).alias(f"_r_{c}") for c in SILVER_KEY), "_last_line")
+        .select(*(F.col(c).alias(f"_r_{c}") for c in _MONTH_KEY), "_last_line")
     )
 
 
@@ -202,9 +210,9 @@ def mark_duplicates(judged: DataFrame, repeated: DataFrame) -> DataFrame:
     The repeated keys are broadcast and joined back: no shuffle of the rows, no window over
     every row.
     """
-    on = [F.col(c).eqNullSafe(F.col(f"_r_{c}")) for c in SILVER_KEY]
+    on = [F.col(c).eqNullSafe(F.col(f"_r_{c}")) for c in _MONTH_KEY]
     with_last = judged.join(F.broadcast(repeated), on, "left").drop(
-        *(f"_r_{c}" for c in SILVER_KEY)
+        *(f"_r_{c}" for c in _MONTH_KEY)
     )
     duplicate = F.col("motivo").isNull() & (F.col("numero_linha") < F.col("_last_line"))
     return (
@@ -220,49 +228,34 @@ def mark_duplicates(judged: DataFrame, repeated: DataFrame) -> DataFrame:
     )
 
 
-@dataclass(frozen=True)
-class Source:
-    """The one CSV a bronze month comes from: the lineage every silver and reject row carries."""
-
-    arquivo_origem: str
-    arquivo_sha256: str
-    layout: Layout
-    dh_ingestao: dt.datetime
-
-
-def silver_lineage(
-    source: Source, month: Month, pipeline_version: str, processed_at: dt.datetime
-) -> dict[str, Any]:
-    """The lineage every silver and rejected row of one month shares."""
+def _processing(pipeline_version: str, processed_at: dt.datetime) -> dict[str, Column]:
+    """What silver adds to bronze's lineage: the code's version and when it ran."""
     return {
-        "arquivo_origem": source.arquivo_origem,
-        "arquivo_sha256": source.arquivo_sha256,
-        "layout_cabecalho": source.layout.name,
-        "dh_ingestao": source.dh_ingestao,
-        "versao_pipeline": pipeline_version,
-        "dh_processamento": processed_at,
-        "ano": month.ano,
-        "mes": month.mes,
+        "versao_pipeline": F.lit(pipeline_version),
+        "dh_processamento": F.lit(processed_at),
     }
 
 
-def _literals(lineage: Mapping[str, Any]) -> dict[str, Column]:
-    return {name: F.lit(value) for name, value in lineage.items()}
-
-
-def silver_rows(judged: DataFrame, lineage: Mapping[str, Any]) -> DataFrame:
-    """The rows that passed every rule, in silver's schema; `lineage` is `silver_lineage(...)`."""
-    extra = _literals(lineage)
+def silver_rows(judged: DataFrame, pipeline_version: str, processed_at: dt.datetime) -> DataFrame:
+    """The rows that passed every rule, in silver's schema, with their CSV's lineage."""
+    extra = _processing(pipeline_version, processed_at)
     return in_schema(judged.where(F.col("motivo").isNull()), SILVER, extra)
 
 
 def rejected_rows(
-    judged: DataFrame, bronze: DataFrame, layout: Layout, lineage: Mapping[str, Any]
+    judged: DataFrame,
+    bronze: DataFrame,
+    layout: Layout,
+    pipeline_version: str,
+    processed_at: dt.datetime,
 ) -> DataFrame:
     """The rows that broke a rule, as read (rebuilt from bronze's fields), with the reason."""
-    verdicts = judged.where(F.col("motivo").isNotNull()).select("numero_linha", "motivo", "detalhe")
+    line = [*PARTITION_COLUMNS, "numero_linha"]
+    verdicts = judged.where(F.col("motivo").isNotNull()).select(*line, "motivo", "detalhe")
     fields = F.array(*(F.col(name) for name in layout.columns))
     shown = F.slice(fields, F.lit(1), F.least(F.col("qtd_campos"), F.lit(len(layout.columns))))
-    extra = _literals(lineage) | {"registro": F.concat_ws(";", shown, "campos_extras")}
+    extra = _processing(pipeline_version, processed_at) | {
+        "registro": F.concat_ws(";", shown, "campos_extras")
+    }
     # Rejects are few: broadcast them; the line is rebuilt only for the rows that matched.
-    return in_schema(bronze.join(F.broadcast(verdicts), "numero_linha"), SILVER_REJECTS, extra)
+    return in_schema(bronze.join(F.broadcast(verdicts), line), SILVER_REJECTS, extra)
