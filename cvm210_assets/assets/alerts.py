@@ -6,6 +6,8 @@ failed is simply due again on the next run.
 """
 
 from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from dagster import (
@@ -28,6 +30,7 @@ from cvm210_assets.alerts.channels import (
     delivered,
     record,
 )
+from cvm210_assets.alerts.config import AlertRules
 from cvm210_assets.alerts.messages import (
     email_message,
     email_text,
@@ -37,19 +40,24 @@ from cvm210_assets.alerts.messages import (
     with_registry,
 )
 from cvm210_assets.assets.common import (
-    SKIPPED,
     MonthResult,
     fingerprint,
-    is_current,
     markdown_table,
     materialize_months,
     now_utc,
-    require,
     run_label,
     table_schema,
-    unchanged,
 )
 from cvm210_assets.assets.gold import GOLD_ASSET
+from cvm210_assets.assets.monthly import (
+    Judged,
+    MonthlyAsset,
+    Plan,
+    Work,
+    Written,
+    commit_metadata,
+    materialize,
+)
 from cvm210_assets.assets.silver import SILVER_ASSET
 from cvm210_assets.lake.schemas import in_schema
 from cvm210_assets.partitions import Month, monthly_partitions
@@ -97,9 +105,73 @@ def outflow_alerts(
     outflow_rules: OutflowRules,
     step_launcher: SparkStepLauncher,  # runs the step on Databricks when set (README)
 ):
-    yield from materialize_months(
-        context, ALERTS_ASSET, (), lambda m: _alerts(context, lake, pyspark, outflow_rules, m)
-    )
+    yield from materialize(OutflowAlerts(outflow_rules.rules()), context, lake, pyspark)
+
+
+class OutflowAlerts(MonthlyAsset):
+    """A month at a time; redone when its gold, the rules or the registry change."""
+
+    name = ALERTS_ASSET
+    upstream = GOLD_ASSET
+
+    def __init__(self, rules: AlertRules) -> None:
+        self.rules = rules
+
+    def wanted(self, lake: Lake, month: Month, upstream: Mapping[str, Any]) -> dict[str, str]:
+        return {
+            **fingerprint(upstream["source_sha256"]),
+            "rules_sha256": self.rules.fingerprint(),
+            "fund_registry_version": str(lake.tables.version(REGISTRY_TABLE)),
+        }
+
+    def unchanged_metadata(self, previous: Mapping[str, Any]) -> dict[str, Any]:
+        return {f"alerts_{rule}": previous["by_rule"].get(rule, 0) for rule in RULES}
+
+    @contextmanager
+    def judge(self, work: Work, plans: Sequence[Plan]) -> Iterator[Judged]:
+        (plan,) = plans
+        month, spark, tables = plan.month, work.spark, work.tables
+        registry_version = work.lake.tables.version(REGISTRY_TABLE)
+        frame = alert_rows(
+            tables.read_months(GOLD_ASSET, [month]),
+            tables.read_months(SILVER_ASSET, [month]),
+            self.rules,
+            PIPELINE_VERSION,
+            now_utc(),
+        )
+        # A month's alerts are tens of rows: they come to the driver to be named from the
+        # registry (delta-rs reads it anywhere) and shown, and go back to Spark to be written.
+        registry = (
+            None
+            if registry_version is None
+            else work.lake.tables.dataset(REGISTRY_TABLE).to_table(columns=REGISTRY_COLUMNS)
+        )
+        named = with_registry(frame.toArrow(), registry)
+
+        def write(passed: Sequence[Plan]) -> dict[Month, Written]:
+            version = tables.replace_months(
+                ALERTS_ASSET,
+                in_schema(spark.createDataFrame(named), OUTFLOW_ALERTS),
+                [month],
+                commit_metadata(passed),
+                cluster_by=("cnpj_fundo", "id_subclasse"),
+            ).version
+            rows = named.to_pylist()
+            by_rule = Counter(rule for r in rows for rule in r["regras"].split(","))
+            metadata = {
+                "dagster/row_count": len(rows),
+                **_alert_metadata(by_rule, rows),
+                "fund_registry": (
+                    f"version {registry_version}"
+                    if registry_version is not None
+                    else "absent: alerts carry no names"
+                ),
+                "delta_version": version,
+                "table": MetadataValue.path(tables.uri(ALERTS_ASSET)),
+            }
+            return {month: Written({"rows": len(rows), "by_rule": dict(by_rule)}, metadata)}
+
+        yield Judged({month: []}, write)
 
 
 def _alert_metadata(by_rule: dict[str, int], rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -114,76 +186,6 @@ def _alert_metadata(by_rule: dict[str, int], rows: list[dict[str, Any]]) -> dict
             ["fundo", "gestor", "regras", "fluxo_liquido", "saida_pct", "explicacao"],
         ),
     }
-
-
-def _alerts(
-    context: AssetExecutionContext,
-    lake: Lake,
-    pyspark: LazyPySparkResource,
-    outflow_rules: OutflowRules,
-    month: Month,
-) -> MonthResult:
-    rules = outflow_rules.rules()
-    registry_tables = lake.tables  # fund_registry is read by delta-rs anywhere
-    with lake.month_lock(month, owner=run_label(context)):
-        state = lake.state
-        gold_state = require(state, GOLD_ASSET, month)
-        registry_version = registry_tables.version(REGISTRY_TABLE)
-        wanted = {
-            **fingerprint(gold_state["source_sha256"]),
-            "rules_sha256": rules.fingerprint(),
-            "fund_registry_version": str(registry_version),
-        }
-        previous = state.get(ALERTS_ASSET, month)
-        if is_current(previous, wanted):
-            return unchanged(
-                context, ALERTS_ASSET, month, (), previous,
-                **{f"alerts_{rule}": previous["by_rule"].get(rule, 0) for rule in RULES},
-            )  # fmt: skip
-
-        spark = pyspark.spark_session
-        tables = lake.spark_tables(spark)
-        frame = alert_rows(
-            tables.read_months(GOLD_ASSET, [month]),
-            tables.read_months(SILVER_ASSET, [month]),
-            rules,
-            PIPELINE_VERSION,
-            now_utc(),
-        )
-        # A month's alerts are tens of rows: they come to the driver to be named from the
-        # registry (and shown), and go back to Spark to be written.
-        registry = (
-            None
-            if registry_version is None
-            else registry_tables.dataset(REGISTRY_TABLE).to_table(columns=REGISTRY_COLUMNS)
-        )
-        named = with_registry(frame.toArrow(), registry)
-        write = tables.replace_months(
-            ALERTS_ASSET,
-            in_schema(spark.createDataFrame(named), OUTFLOW_ALERTS),
-            [month],
-            {"cvm210.month": month.key, **wanted},
-            cluster_by=("cnpj_fundo", "id_subclasse"),
-        )
-        rows = named.to_pylist()
-        by_rule = Counter(rule for r in rows for rule in r["regras"].split(","))
-        state.put(ALERTS_ASSET, month, {**wanted, "rows": len(rows), "by_rule": dict(by_rule)})
-        return MonthResult(
-            month,
-            data_version=wanted["source_sha256"],
-            metadata={
-                "dagster/row_count": len(rows),
-                **_alert_metadata(by_rule, rows),
-                "fund_registry": (
-                    f"version {registry_version}"
-                    if registry_version is not None
-                    else "absent: alerts carry no names"
-                ),
-                "delta_version": write.version,
-                "table": MetadataValue.path(tables.uri(ALERTS_ASSET)),
-                SKIPPED: False,
-            },
-        )
 
 
 class DeliveryConfig(Config):

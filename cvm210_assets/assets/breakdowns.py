@@ -2,7 +2,8 @@
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from dagster import (
@@ -18,22 +19,23 @@ from pyspark.sql.types import StructType
 
 from cvm210_assets import PIPELINE_VERSION
 from cvm210_assets.assets.common import (
-    SKIPPED,
     Check,
-    MonthResult,
     Outcome,
-    blocking_failure,
     fingerprint,
-    is_current,
     markdown_table,
-    materialize_months,
     now_utc,
-    require,
-    run_label,
     table_schema,
-    unchanged,
 )
 from cvm210_assets.assets.gold import GOLD_ASSET
+from cvm210_assets.assets.monthly import (
+    Judged,
+    MonthlyAsset,
+    Plan,
+    Work,
+    Written,
+    commit_metadata,
+    materialize,
+)
 from cvm210_assets.assets.registry import REGISTRY_ASSET, STATE_KEY
 from cvm210_assets.lake.schemas import FUND_REGISTRY, GOLD_BREAKDOWNS
 from cvm210_assets.partitions import Month, monthly_partitions
@@ -105,9 +107,64 @@ def gold_breakdowns(
     pyspark: LazyPySparkResource,
     step_launcher: SparkStepLauncher,  # runs the step on Databricks when set (README)
 ):
-    yield from materialize_months(
-        context, BREAKDOWNS_ASSET, CHECKS, lambda month: _compute(context, lake, pyspark, month)
-    )
+    yield from materialize(GoldBreakdowns(), context, lake, pyspark)
+
+
+class GoldBreakdowns(MonthlyAsset):
+    """A month at a time: its window's gold months and the registry, redone when any changes."""
+
+    name = BREAKDOWNS_ASSET
+    upstream = GOLD_ASSET
+    checks = CHECKS
+
+    def wanted(self, lake: Lake, month: Month, upstream: Mapping[str, Any]) -> dict[str, str]:
+        return fingerprint(_inputs(lake, month)[1])
+
+    @contextmanager
+    def judge(self, work: Work, plans: Sequence[Plan]) -> Iterator[Judged]:
+        (plan,) = plans
+        month, spark, tables = plan.month, work.spark, work.tables
+        present, _ = _inputs(work.lake, month)
+        gold = tables.read_months(GOLD_ASSET, present)
+        # The registry is written by delta-rs wherever Dagster runs; Delta Lake reads it here.
+        columns = ["cnpj_fundo", "id_subclasse", *REGISTRY_COLUMNS]
+        registry = tables.read(REGISTRY_ASSET)
+        if registry is None:
+            schema = StructType([FUND_REGISTRY[c] for c in columns])
+            registry = spark.createDataFrame([], schema=schema)
+        frame = breakdowns(
+            gold, registry.select(*columns), month, present, PIPELINE_VERSION, now_utc()
+        ).persist()
+        try:
+            # A few hundred groups: they come to the driver for the check and the metadata.
+            rows = [r.asDict() for r in frame.collect()]
+
+            def write(passed: Sequence[Plan]) -> dict[Month, Written]:
+                version = tables.replace_months(
+                    BREAKDOWNS_ASSET,
+                    frame,
+                    [month],
+                    commit_metadata(passed),
+                    cluster_by=("escopo", "dimensao", "valor"),
+                ).version
+                metadata = {
+                    "dagster/row_count": len(rows),
+                    "registry_present": tables.version(REGISTRY_ASSET) is not None,
+                    "months_in_gold": ", ".join(m.key for m in present),
+                    **{
+                        f"window_{n}m_complete": sum(m >= month.shift(1 - n) for m in present) == n
+                        for n in WINDOWS
+                    },
+                    "delta_version": version,
+                    "table": MetadataValue.path(tables.uri(BREAKDOWNS_ASSET)),
+                    **{f"net_flow_by_{d}": _top(rows, d) for d in DIMENSIONS},
+                }
+                record = {"rows": len(rows), "delta_version": version}
+                return {month: Written(record, metadata)}
+
+            yield Judged({month: evaluate(rows)}, write)
+        finally:
+            frame.unpersist()
 
 
 def _inputs(lake: Lake, month: Month) -> tuple[list[Month], str]:
@@ -123,75 +180,6 @@ def _inputs(lake: Lake, month: Month) -> tuple[list[Month], str]:
     }
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
     return [m for m in window if records[m]], digest
-
-
-def _compute(
-    context: AssetExecutionContext, lake: Lake, pyspark: LazyPySparkResource, month: Month
-) -> MonthResult:
-    with lake.month_lock(month, owner=run_label(context)):
-        state = lake.state
-        require(state, GOLD_ASSET, month)
-        present, digest = _inputs(lake, month)
-        wanted = fingerprint(digest)
-        previous = state.get(BREAKDOWNS_ASSET, month)
-        if is_current(previous, wanted):
-            return unchanged(context, BREAKDOWNS_ASSET, month, CHECKS, previous)
-
-        spark = pyspark.spark_session
-        tables = lake.spark_tables(spark)
-        gold = tables.read_months(GOLD_ASSET, present)
-        # The registry is written by delta-rs wherever Dagster runs; Delta Lake reads it here.
-        columns = ["cnpj_fundo", "id_subclasse", *REGISTRY_COLUMNS]
-        registry = tables.read(REGISTRY_ASSET)
-        if registry is None:
-            schema = StructType([FUND_REGISTRY[c] for c in columns])
-            registry = spark.createDataFrame([], schema=schema)
-        frame = breakdowns(
-            gold, registry.select(*columns), month, present, PIPELINE_VERSION, now_utc()
-        ).persist()
-        try:
-            # A few hundred groups: they come to the driver for the check and the metadata.
-            rows = [r.asDict() for r in frame.collect()]
-            outcomes = evaluate(rows)
-            if blocking_failure(outcomes):
-                return MonthResult(month, {}, outcomes)
-            write = tables.replace_months(
-                BREAKDOWNS_ASSET,
-                frame,
-                [month],
-                {"cvm210.month": month.key, **wanted},
-                cluster_by=("escopo", "dimensao", "valor"),
-            )
-        finally:
-            frame.unpersist()
-        state.put(
-            BREAKDOWNS_ASSET,
-            month,
-            {
-                **wanted,
-                "rows": len(rows),
-                "delta_version": write.version,
-                "checks": [o.record() for o in outcomes],
-            },
-        )
-        return MonthResult(
-            month,
-            outcomes=outcomes,
-            data_version=digest,
-            metadata={
-                "dagster/row_count": len(rows),
-                "registry_present": tables.version(REGISTRY_ASSET) is not None,
-                "months_in_gold": ", ".join(m.key for m in present),
-                **{
-                    f"window_{n}m_complete": sum(m >= month.shift(1 - n) for m in present) == n
-                    for n in WINDOWS
-                },
-                "delta_version": write.version,
-                "table": MetadataValue.path(tables.uri(BREAKDOWNS_ASSET)),
-                **{f"net_flow_by_{dimension}": _top(rows, dimension) for dimension in DIMENSIONS},
-                SKIPPED: False,
-            },
-        )
 
 
 def _top(groups: Sequence[Mapping[str, Any]], dimension: str) -> MetadataValue:
