@@ -21,7 +21,6 @@ from pydantic import Field, PrivateAttr
 
 from cvm210_assets import __version__
 from cvm210_assets.alerts.channels import AlertDelivery, OutflowRules
-from cvm210_assets.databricks import step_launcher
 from cvm210_assets.jvm_archive import driver_java_options
 from cvm210_assets.lake.lock import month_lock
 from cvm210_assets.lake.raw_zone import StateStore
@@ -207,6 +206,8 @@ class SparkSessionResource(LazyPySparkResource):
 
 def build_resources(settings: Settings) -> dict[str, Any]:
     """The resources for the deployment the settings describe."""
+    if settings.databricks:  # dagster-databricks loads only where steps are launched with it
+        from cvm210_assets.databricks import step_launcher
     return {
         "cvm": CvmSource(base_url=settings.source_url),
         "lake": Lake(uri=settings.lake_uri, s3=S3Resource(), batch_rows=settings.spark_batch_rows),

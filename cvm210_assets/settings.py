@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cvm210_assets.databricks import DatabricksSettings
+from cvm210_assets.databricks_settings import DatabricksSettings
 from cvm210_assets.source.urls import CVM_DADOS_URL
 from cvm210_assets.spark_jars import cache_dir
 from cvm210_assets.spark_server import remote_port

@@ -37,7 +37,7 @@ from cvm210_assets.assets.monthly import (
     materialize,
 )
 from cvm210_assets.assets.registry import REGISTRY_ASSET, STATE_KEY
-from cvm210_assets.lake.schemas import FUND_REGISTRY, GOLD_BREAKDOWNS
+from cvm210_assets.lake.schemas import FUND_REGISTRY, GOLD_BREAKDOWNS, literal_frame
 from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.transforms.breakdowns import (
@@ -131,7 +131,7 @@ class GoldBreakdowns(MonthlyAsset):
         registry = tables.read(REGISTRY_ASSET)
         if registry is None:
             schema = StructType([FUND_REGISTRY[c] for c in columns])
-            registry = spark.createDataFrame([], schema=schema)
+            registry = literal_frame(spark, [], schema)
         frame = breakdowns(
             gold, registry.select(*columns), month, present, PIPELINE_VERSION, now_utc()
         ).persist()

@@ -182,14 +182,15 @@ class Silver(MonthlyAsset):
             clean = silver_rows(judged, PIPELINE_VERSION, processed_at)
             rejects = rejected_rows(judged, bronze_rows, layout, PIPELINE_VERSION, processed_at)
             quality = silver_quality(clean, months)
+            # Every row of bronze's months is judged once: the judged rows are bronze's rows,
+            # counted by verdict in one job (NULL: the row is silver's).
             by_reason: dict[Month, dict[str, int]] = {m: {} for m in months}
-            for row in rejects.groupBy(*PARTITION_COLUMNS, "motivo").count().collect():
-                by_reason[Month(row["ano"], row["mes"])][row["motivo"]] = row["count"]
-            # Every row of bronze's months is judged once: the judged rows are bronze's rows.
-            judged_rows = {
-                Month(r["ano"], r["mes"]): r["count"]
-                for r in single.groupBy(*PARTITION_COLUMNS).count().collect()
-            }
+            judged_rows: dict[Month, int] = dict.fromkeys(months, 0)
+            for row in judged.groupBy(*PARTITION_COLUMNS, "motivo").count().collect():
+                month = Month(row["ano"], row["mes"])
+                judged_rows[month] += row["count"]
+                if row["motivo"] is not None:
+                    by_reason[month][row["motivo"]] = row["count"]
             outcomes = {
                 m: evaluate(quality[m], judged_rows.get(m, 0), sum(by_reason[m].values()))
                 for m in months
@@ -220,7 +221,11 @@ class Silver(MonthlyAsset):
                     version = merged.version
                     changes = {restated.month: _changes(merged.metrics)}
                 previews = first_rows_by_month(ok_clean, 5, SILVER_KEY)
-                rejects_previews = first_rows_by_month(ok_rejects, 10, ["numero_linha"])
+                rejects_previews = (
+                    first_rows_by_month(ok_rejects, 10, ["numero_linha"])
+                    if any(by_reason[m] for m in done)
+                    else {}
+                )
                 return {
                     m: Written(
                         record={

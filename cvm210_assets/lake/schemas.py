@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     BooleanType,
@@ -42,6 +43,28 @@ def typed(column: Column, kind: DataType) -> Column:
     an explicit collation, which Delta records as `string collate UTF8_BINARY`, a type delta-rs
     cannot read."""
     return column.cast(kind.simpleString())
+
+
+def literal_frame(
+    spark: SparkSession, rows: Sequence[Sequence[Any]], schema: StructType
+) -> DataFrame:
+    """A few rows as a DataFrame of literals. createDataFrame of a Python list ships the rows
+    through Python workers, started (and kept, 50 MB each) for a frame of ten rows; literals
+    cost one constant in the plan."""
+    if not rows:
+        return spark.range(0).select(
+            *(F.lit(None).cast(f.dataType.simpleString()).alias(f.name) for f in schema)
+        )
+    structs = [
+        F.struct(
+            *(
+                F.lit(value).cast(f.dataType.simpleString()).alias(f.name)
+                for value, f in zip(row, schema.fields, strict=True)
+            )
+        )
+        for row in rows
+    ]
+    return spark.range(1).select(F.inline(F.array(*structs)))
 
 
 def _schema(*fields: tuple[str, DataType, str]) -> StructType:

@@ -205,10 +205,22 @@ class SparkDeltaTables:
         return TableWrite(table, self._committed(table).version, merge_metrics(result.asDict()))
 
     def _committed(self, table: str) -> TableWrite:
-        """The table's last commit: its version and Delta's own figures (numOutputRows…)."""
-        row = self.spark.sql(f"DESCRIBE HISTORY {self._name(table)} LIMIT 1").first()
-        metrics = {k: int(v) for k, v in (row["operationMetrics"] or {}).items() if v.isdigit()}
-        return TableWrite(table, int(row["version"]), metrics)
+        """The table's last commit, from its log (no Spark job): its version and Delta's own
+        figures (numOutputRows…)."""
+        log = f"{table}/_delta_log/"
+        version = max(
+            int(name)
+            for key in self.storage.list(log)
+            for name in [key.rsplit("/", 1)[-1].removesuffix(".json")]
+            if key.endswith(".json") and name.isdigit()
+        )
+        metrics: dict[str, Any] = {}
+        for line in (self.storage.read_bytes(f"{log}{version:020d}.json") or b"").splitlines():
+            action = json.loads(line)
+            if "commitInfo" in action:
+                metrics = action["commitInfo"].get("operationMetrics") or {}
+        figures = {k: int(v) for k, v in metrics.items() if str(v).isdigit()}
+        return TableWrite(table, version, figures)
 
 
 def first_rows(rows: DataFrame, n: int, order_by: Sequence[Any] = ()) -> list[dict[str, Any]]:

@@ -8,14 +8,22 @@ from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-from cvm210_assets.lake.schemas import BRONZE_LINEAGE, CSV_LINEAGE, typed
+from cvm210_assets.lake.schemas import BRONZE_LINEAGE, CSV_LINEAGE, literal_frame, typed
 from cvm210_assets.partitions import Month
 from cvm210_assets.source.layouts import Layout
 
 _LINEAGE_FIELDS = [BRONZE_LINEAGE[name] for name in CSV_LINEAGE]
 _ROW_BITS = 33  # monotonically_increasing_id = partition index << 33 | row number in partition
 FILE = "_file"  # the name of the CSV a line comes from (one month's CSV each)
+_OFFSETS = StructType(
+    [
+        StructField("_task", LongType()),
+        StructField(FILE, StringType()),
+        StructField("_base", LongType()),
+    ]
+)
 
 
 def read_lines(spark: SparkSession, uris: Sequence[str]) -> DataFrame:
@@ -54,8 +62,7 @@ def number_lines(lines: DataFrame) -> DataFrame:
         starts[piece[FILE]] = before + piece["n"]
     if not firsts:
         return with_id.withColumn("numero_linha", F.lit(0).cast("long")).drop("_id", "_block")
-    spark = lines.sparkSession
-    offsets = spark.createDataFrame(firsts, f"_task long, {FILE} string, _base long")
+    offsets = literal_frame(lines.sparkSession, firsts, _OFFSETS)
     return (
         with_id.withColumn("_task", task)
         .join(F.broadcast(offsets), ["_task", FILE])
@@ -93,11 +100,9 @@ def lineage_frame(spark: SparkSession, lineages: Sequence[Mapping[str, Any]]) ->
     names = [lineage[FILE] for lineage in lineages]
     if len(set(names)) != len(names):
         raise ValueError(f"two CSVs of one batch share a file name: {sorted(names)}")
-    schema = ", ".join(
-        [f"{FILE} string", *(f"{f.name} {f.dataType.simpleString()}" for f in _LINEAGE_FIELDS)]
-    )
+    schema = StructType([StructField(FILE, StringType()), *_LINEAGE_FIELDS])
     rows = [tuple(lineage[name] for name in (FILE, *CSV_LINEAGE)) for lineage in lineages]
-    return spark.createDataFrame(rows, schema)
+    return literal_frame(spark, rows, schema)
 
 
 def bronze_rows(lines: DataFrame, layout: Layout, lineage: DataFrame) -> DataFrame:

@@ -7,8 +7,16 @@ from collections.abc import Mapping
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructField, StructType
 
-from cvm210_assets.lake.schemas import GOLD, GOLD_KEY, MONEY, MONEY_SUM, in_schema
+from cvm210_assets.lake.schemas import (
+    GOLD,
+    GOLD_KEY,
+    MONEY,
+    MONEY_SUM,
+    in_schema,
+    literal_frame,
+)
 from cvm210_assets.partitions import Month
 
 
@@ -17,13 +25,19 @@ def _ratio(numerator: Column, denominator: Column) -> Column:
     return F.when(denominator != 0, numerator.cast("double") / denominator.cast("double"))
 
 
+_SOURCES = StructType(
+    [
+        StructField(name, GOLD[name].dataType)
+        for name in ("ano", "mes", "arquivo_origem", "arquivo_sha256")
+    ]
+)
+
+
 def month_sources(spark: SparkSession, sources: Mapping[Month, tuple[str, str]]) -> DataFrame:
     """Each month's CSV (arquivo_origem, arquivo_sha256) as a small frame for `kpis`: the CSV
     that silver's month now holds (a restated month's unchanged rows keep their old lineage)."""
     rows = [(m.ano, m.mes, origem, sha) for m, (origem, sha) in sorted(sources.items())]
-    return spark.createDataFrame(
-        rows, "ano int, mes int, arquivo_origem string, arquivo_sha256 string"
-    )
+    return literal_frame(spark, rows, _SOURCES)
 
 
 def kpis(
