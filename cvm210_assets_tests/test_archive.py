@@ -27,8 +27,9 @@ from cvm210_assets.source.archive import (
     find_month_member,
 )
 from cvm210_assets.source.layouts import UnknownLayoutError
+from cvm210_assets_tests.real_files import REAL_FILES_DIR
 
-REAL_DIR = Path("/work/shared/data/cvm_real")
+REAL_DIR = REAL_FILES_DIR
 JAN_2024 = Month(2024, 1)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from cvm210_assets.source.layouts import (
@@ -16,8 +14,9 @@ from cvm210_assets.source.layouts import (
     detect_layout,
     header_columns,
 )
+from cvm210_assets_tests.real_files import REAL_FILES_DIR
 
-REAL_DIR = Path("/work/shared/data/cvm_real")
+REAL_DIR = REAL_FILES_DIR
 
 # The headers as DESIGN.md §1 spells them, typed out here rather than taken from the package.
 HEADERS: dict[str, str] = {
@@ -171,4 +170,4 @@ def test_real_cvm_files_have_the_expected_layout(file_name: str, expected: str) 
 
 
 def test_all_real_files_are_covered() -> None:
-    assert sorted(p.name for p in REAL_DIR.glob("*.csv")) == sorted(REAL_FILES)
+    assert sorted(p.name for p in REAL_DIR.glob("inf_diario_fi_*.csv")) == sorted(REAL_FILES)

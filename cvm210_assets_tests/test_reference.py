@@ -8,10 +8,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
+from cvm210_assets_tests.real_files import REAL_FILES_DIR
 from cvm210_assets_tests.reference import (
     LAYOUTS,
     MOTIVOS,
@@ -27,7 +27,9 @@ from cvm210_assets_tests.reference import (
     read_layout,
 )
 
-REAL = Path("/work/shared/data/cvm_real")
+REAL = REAL_FILES_DIR
+REAL_MONTHS = sorted(p.name for p in REAL.glob("inf_diario_fi_*.csv"))
+assert len(REAL_MONTHS) == 4, f"the real CVM months shipped in {REAL}: {REAL_MONTHS}"
 
 HEADER = {k: ";".join(v) for k, v in LAYOUTS.items()}
 GOOD_A = "00.017.024/0001-53;2019-01-02;1134502.30;26.653279500000;1130684.21;0.00;0.00;1"
@@ -763,7 +765,7 @@ def test_real_202501_layout_c_empty_subclass() -> None:
     )
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in REAL.glob("inf_diario_fi_*.csv")))
+@pytest.mark.parametrize("name", REAL_MONTHS)
 def test_real_files_survive_crlf_bom_and_blank_lines(name: str) -> None:
     """The same rows with CRLF, a BOM and blank lines give the same silver and gold."""
     data = real(name)
