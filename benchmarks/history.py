@@ -113,17 +113,19 @@ class PeakMemory:
         while not self._stop.wait(0.2):
             python = jvm = 0.0
             for pid, name in _tree(self.pid):
-                rss = _rss_mb(pid)
                 if name == "java":
-                    jvm += rss
-                else:
-                    python += rss
+                    jvm += _rss_mb(pid)
+                elif name.startswith("python"):
+                    python += _rss_mb(pid)
             self.python_mb = max(self.python_mb, python)
             self.jvm_mb = max(self.jvm_mb, jvm)
             self.total_mb = max(self.total_mb, python + jvm)
 
 
 def _tree(root: int) -> list[tuple[int, str]]:
+    """The processes under `root`, but none under a JVM other than Python workers: the JVM
+    starts helpers (jspawnhelper, Hadoop's shell commands) that, caught between fork and exec,
+    show the JVM's whole resident memory as their own."""
     children: dict[int, list[int]] = {}
     names: dict[int, str] = {}
     for proc in Path("/proc").iterdir():
@@ -137,11 +139,13 @@ def _tree(root: int) -> list[tuple[int, str]]:
         parent = int(stat[stat.rindex(")") + 2 :].split()[1])
         children.setdefault(parent, []).append(int(proc.name))
         names[int(proc.name)] = name
-    found, todo = [], [root]
+    found, todo = [], [(root, False)]
     while todo:
-        pid = todo.pop()
-        found.append((pid, names.get(pid, "")))
-        todo += children.get(pid, [])
+        pid, under_jvm = todo.pop()
+        name = names.get(pid, "")
+        if not under_jvm or name.startswith("python"):
+            found.append((pid, name))
+        todo += [(child, under_jvm or name == "java") for child in children.get(pid, [])]
     return found
 
 
