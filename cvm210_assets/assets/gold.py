@@ -7,7 +7,6 @@ from typing import Any
 
 from dagster import AssetExecutionContext, BackfillPolicy, MetadataValue, asset
 from dagster_pyspark import LazyPySparkResource
-from pyspark.sql import functions as F
 
 from cvm210_assets import PIPELINE_VERSION
 from cvm210_assets.assets.catalog import net_flow_chart, recorded_net_flow
@@ -23,7 +22,7 @@ from cvm210_assets.assets.monthly import (
 )
 from cvm210_assets.assets.silver import SILVER_ASSET
 from cvm210_assets.lake.raw_zone import csv_key
-from cvm210_assets.lake.schemas import GOLD, PARTITION_COLUMNS
+from cvm210_assets.lake.schemas import GOLD
 from cvm210_assets.lake.spark_tables import first_rows_by_month, months_predicate
 from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
@@ -111,12 +110,6 @@ class GoldKpis(MonthlyAsset):
             def write(passed: Sequence[Plan]) -> dict[Month, Written]:
                 done = [p.month for p in passed]
                 rows = gold.where(months_predicate(done)) if len(passed) < len(plans) else gold
-                summaries = {
-                    Month(r[0], r[1]): r
-                    for r in rows.groupBy(*PARTITION_COLUMNS)
-                    .agg(F.count_if("em_risco"), F.sum("fluxo_liquido"), F.sum("total_resgate"))
-                    .collect()
-                }
                 top_outflows = first_rows_by_month(
                     rows.where("fluxo_liquido < 0"), 10, ["fluxo_liquido"]
                 )
@@ -127,10 +120,10 @@ class GoldKpis(MonthlyAsset):
                     commit_metadata(passed),
                     cluster_by=("cnpj_fundo", "id_subclasse"),
                 ).version
-                flows = {m: Decimal(r[3] or 0) for m, r in summaries.items()}
+                flows = {m: quality[m].net_flow for m in done}
                 return {
                     m: _written(
-                        work, m, quality[m], summaries.get(m), top_outflows.get(m, []), version,
+                        work, m, quality[m], top_outflows.get(m, []), version,
                         _last_12_months(work, m, flows),
                     )
                     for m in done
@@ -155,15 +148,12 @@ def _written(
     work: Work,
     month: Month,
     quality: GoldQuality,
-    summary: Any,
     top_outflows: list[dict[str, Any]],
     version: int,
     last_12_months: list[tuple[str, Decimal]],
 ) -> Written:
-    """The month's state record and metadata; `summary` is (ano, mes, funds in net outflow,
-    Σ fluxo_liquido, Σ total_resgate), None for a month without rows."""
-    at_risk, net_flow, outflow = (summary[2], summary[3], summary[4]) if summary else (0, 0, 0)
-    net_flow, outflow = net_flow or 0, outflow or 0
+    """The month's state record and metadata."""
+    at_risk, net_flow, outflow = quality.funds_in_net_outflow, quality.net_flow, quality.outflow
     return Written(
         record={
             "rows": quality.rows,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 from pyspark.sql import DataFrame
@@ -110,8 +111,17 @@ def silver_quality(silver: DataFrame, months: Sequence[Month]) -> dict[Month, Si
 class GoldQuality:
     rows: int
     duplicate_keys: int
-    gold_totals: tuple
+    gold_totals: tuple  # Σ total_captacao, Σ total_resgate, Σ fluxo_liquido, Σ dias_com_informe
     silver_totals: tuple
+    funds_in_net_outflow: int = 0  # for the metadata, measured in the same pass
+
+    @property
+    def net_flow(self) -> Decimal:
+        return Decimal(self.gold_totals[2])
+
+    @property
+    def outflow(self) -> Decimal:
+        return Decimal(self.gold_totals[1])
 
 
 def silver_totals(silver: DataFrame) -> dict[Month, tuple]:
@@ -133,31 +143,30 @@ def silver_totals(silver: DataFrame) -> dict[Month, tuple]:
 def gold_quality(
     gold: DataFrame, silver: Mapping[Month, tuple], months: Sequence[Month]
 ) -> dict[Month, GoldQuality]:
-    """Each month's gold totals beside silver's (`silver_totals`), and its repeated keys."""
+    """Each month's gold totals beside silver's (`silver_totals`) and its repeated keys, in one
+    Spark job whatever the number of months."""
     rows = {
         Month(r[0], r[1]): r
         for r in gold.groupBy(*PARTITION_COLUMNS)
         .agg(
             F.count(F.lit(1)),
+            F.count_distinct(F.struct(*GOLD_KEY)),  # a struct with a NULL field still counts
+            F.count_if("em_risco"),
             *(F.sum(c) for c in ("total_captacao", "total_resgate", "fluxo_liquido")),
             F.sum("dias_com_informe").cast("long"),
         )
         .collect()
     }
-    distinct_keys = {
-        Month(r[0], r[1]): r[2]
-        for r in gold.select(*GOLD_KEY).distinct().groupBy(*PARTITION_COLUMNS).count().collect()
-    }
     none = (0, 0, 0, 0)
     measures = {}
     for month in months:
         row = rows.get(month)
-        count = row[2] if row else 0
         measures[month] = GoldQuality(
-            rows=count,
-            duplicate_keys=count - distinct_keys.get(month, 0),
-            gold_totals=_zero_if_none(tuple(row[3:])) if row else none,
+            rows=row[2] if row else 0,
+            duplicate_keys=row[2] - row[3] if row else 0,
+            gold_totals=_zero_if_none(tuple(row[5:])) if row else none,
             silver_totals=_zero_if_none(silver.get(month, none)),
+            funds_in_net_outflow=row[4] if row else 0,
         )
     return measures
 
