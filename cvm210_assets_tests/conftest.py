@@ -36,6 +36,14 @@ for _name in [n for n in os.environ if n.startswith("CVM210_") and n != "CVM210_
     del os.environ[_name]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses the SparkSession (directly or through a pipeline) is `spark`;
+    modules that start Spark in another process say so themselves (`pytestmark`)."""
+    for item in items:
+        if "spark" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.spark)
+
+
 def settings_for(lake_uri: str, source_url: str) -> Settings:
     return Settings(
         lake_uri=lake_uri,

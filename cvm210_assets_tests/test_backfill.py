@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, EventRecordsFilter, materialize
 
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
@@ -15,6 +16,8 @@ from cvm210_assets.partitions import Month
 from cvm210_assets_tests.conftest import Pipeline
 from cvm210_assets_tests.expectations import assert_gold, assert_silver
 from cvm210_assets_tests.reference import expected_month
+
+pytestmark = pytest.mark.spark  # Spark starts in another process
 
 ASSETS = "raw_zip,s3_csv_partition,bronze,silver,gold_kpis"
 RANGE_TAGS = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"

@@ -82,6 +82,7 @@ def main_demo(lake: str, said: list[str]) -> bool:
     return run_demo(lake, months=["2019-07"], funds=40, say=said.append)
 
 
+@pytest.mark.spark  # the documented command starts Spark in its own process
 def test_documented_command_line_run_with_environment_variables(fake_cvm, tmp_path) -> None:
     """The README's `dagster asset materialize` command, configured only by the environment."""
     import os

@@ -32,6 +32,8 @@ from cvm210_assets_tests.databricks_emulator import DatabricksEmulator
 from cvm210_assets_tests.expectations import assert_gold, assert_rejects, assert_silver
 from cvm210_assets_tests.reference import expected_month
 
+pytestmark = pytest.mark.spark  # Spark starts in another process
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "databricks-cluster.example.yaml"
 PLANTED = "planted-SECRET-5d2e8b"

@@ -2,6 +2,8 @@
 
 import subprocess
 
+import pytest
+
 from cvm210_assets.jvm_archive import (
     JVM_WARNINGS_TO_STDERR,
     _java,
@@ -10,6 +12,8 @@ from cvm210_assets.jvm_archive import (
 )
 from cvm210_assets.resources import spark_config
 from cvm210_assets.settings import Settings
+
+pytestmark = pytest.mark.spark  # Spark starts in another process
 
 
 def test_the_driver_uses_the_archive_only_once_it_exists(tmp_path, monkeypatch):

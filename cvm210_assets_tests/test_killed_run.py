@@ -24,10 +24,13 @@ make_pipeline(sys.argv[1], sys.argv[2]).run("2025-01")
 """
 RUN_A_RANGE = """
 import sys
+import pytest
 from dagster import materialize
 from cvm210_assets.definitions import ASSETS
 from cvm210_assets.resources import Lake
 from cvm210_assets_tests.conftest import make_pipeline
+
+pytestmark = pytest.mark.spark  # Spark starts in another process
 pipeline = make_pipeline(sys.argv[1], sys.argv[2])
 lake = pipeline.resources["lake"]
 # One month a batch: the kill comes between two batches' commits, or inside one.

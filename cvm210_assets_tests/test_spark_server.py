@@ -36,6 +36,8 @@ from cvm210_assets_tests.conftest import (
     settings_for,
 )
 
+pytestmark = pytest.mark.spark  # Spark starts in another process
+
 KEY = "2024-03"
 ASSETS = "raw_zip,s3_csv_partition,bronze,silver,gold_kpis"
 

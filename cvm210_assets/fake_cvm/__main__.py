@@ -21,9 +21,10 @@ def main(argv: list[str] | None = None) -> None:
         published = publish_demo(fake, n_funds=args.funds)
         for month, info in published.items():
             print(f"{month}  {info['path']}  layout ({info['layout']})  {info['rows']} rows")
-        print(f"\nexport CVM210_SOURCE_URL={fake.base_url}", flush=True)
-        print("Serving; Ctrl-C to stop.", flush=True)
+        # Ctrl-C may come as soon as the URL is out (a script waits for that line).
         try:
+            print(f"\nexport CVM210_SOURCE_URL={fake.base_url}", flush=True)
+            print("Serving; Ctrl-C to stop.", flush=True)
             threading.Event().wait()
         except KeyboardInterrupt:
             print("stopped")
