@@ -29,7 +29,7 @@ from cvm210_assets.lake.storage import LocalStorage
 from cvm210_assets.lake.spark_tables import SparkDeltaTables
 from cvm210_assets.lake.schemas import SILVER_KEY, SILVER_VALUES
 from cvm210_assets.partitions import Month
-from cvm210_assets.resources import session_jars, spark_config
+from cvm210_assets.resources import DRIVER_JVM_OPTIONS, session_jars, spark_config
 from cvm210_assets.settings import Settings
 from cvm210_assets.source.layouts import LAYOUTS
 from cvm210_assets.transforms.bronze import bronze_lineage, bronze_rows, lineage_frame, read_lines
@@ -41,7 +41,7 @@ settings = Settings.from_env()
 builder = SparkSession.builder
 for key, value in (spark_config(settings) | session_jars(settings.jar_cache, ["delta"])).items():
     builder = builder.config(key, value)
-options = "-XX:+UseParallelGC -XX:ArchiveClassesAtExit=" + dump
+options = DRIVER_JVM_OPTIONS + " -XX:ArchiveClassesAtExit=" + dump
 spark = builder.config("spark.driver.extraJavaOptions", options).getOrCreate()
 open(csv, "wb").write(generate_month(MonthSpec(2025, 1, "c", n_funds=50, seed=1)))
 month, layout, now = Month(2025, 1), LAYOUTS["c"], dt.datetime(2025, 2, 1)

@@ -10,7 +10,7 @@ from cvm210_assets.jvm_archive import (
     archive_path,
     driver_java_options,
 )
-from cvm210_assets.resources import spark_config
+from cvm210_assets.resources import DRIVER_JVM_OPTIONS, spark_config
 from cvm210_assets.settings import Settings
 
 pytestmark = pytest.mark.spark  # Spark starts in another process
@@ -20,15 +20,15 @@ def test_the_driver_uses_the_archive_only_once_it_exists(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     archive = archive_path()
     assert archive.parent == tmp_path / "cvm210"
-    assert driver_java_options("-XX:+UseParallelGC") == (
-        f"-XX:+UseParallelGC {JVM_WARNINGS_TO_STDERR}"
+    assert driver_java_options(DRIVER_JVM_OPTIONS) == (
+        f"{DRIVER_JVM_OPTIONS} {JVM_WARNINGS_TO_STDERR}"
     )
 
     archive.parent.mkdir()
     archive.write_bytes(b"built by setup")
     options = spark_config(Settings.from_env())["spark.driver.extraJavaOptions"]
     assert options == (
-        f"-XX:+UseParallelGC {JVM_WARNINGS_TO_STDERR} -XX:SharedArchiveFile={archive}"
+        f"{DRIVER_JVM_OPTIONS} {JVM_WARNINGS_TO_STDERR} -XX:SharedArchiveFile={archive}"
     )
 
 
