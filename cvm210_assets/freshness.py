@@ -32,6 +32,7 @@ from dagster import (
 from cvm210_assets import __version__
 from cvm210_assets.assets.ingestion import raw_zip
 from cvm210_assets.assets.silver import SILVER_ASSET, silver
+from cvm210_assets.cron_text import describe
 from cvm210_assets.partitions import CVM_TIMEZONE, Month
 from cvm210_assets.resources import CvmSource, Lake
 from cvm210_assets.sensors import lake_version, observe, same_version
@@ -179,4 +180,6 @@ freshness_schedule = ScheduleDefinition(
     job=freshness_job,
     cron_schedule=CRON,
     execution_timezone=CVM_TIMEZONE,
+    description="The two freshness checks (WARN), on silver and raw_zip:"
+    f" {describe(CRON, CVM_TIMEZONE)}.",
 )
