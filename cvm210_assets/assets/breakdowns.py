@@ -18,6 +18,7 @@ from dagster_pyspark import LazyPySparkResource
 from pyspark.sql.types import StructType
 
 from cvm210_assets import PIPELINE_VERSION
+from cvm210_assets.assets.catalog import percent
 from cvm210_assets.assets.common import (
     Check,
     Outcome,
@@ -186,8 +187,9 @@ def _top(groups: Sequence[Mapping[str, Any]], dimension: str) -> MetadataValue:
     """The dimension's ten groups with the largest net outflow (every fund)."""
     rows = [r for r in groups if r["escopo"] == ALL_FUNDS and r["dimensao"] == dimension]
     rows.sort(key=lambda r: r["fluxo_liquido"])
+    ratios = ("crescimento_organico", "crescimento_organico_12m")
     return markdown_table(
-        rows[:10],
+        [{**r, **{c: percent(r[c]) for c in ratios}} for r in rows[:10]],
         [
             "valor",
             "fundos",

@@ -9,7 +9,7 @@ from dagster import AssetExecutionContext, BackfillPolicy, MetadataValue, asset
 from dagster_pyspark import LazyPySparkResource
 
 from cvm210_assets import PIPELINE_VERSION
-from cvm210_assets.assets.catalog import net_flow_chart, recorded_net_flow
+from cvm210_assets.assets.catalog import net_flow_markdown, percent, recorded_net_flow
 from cvm210_assets.assets.common import Check, Outcome, markdown_table, now_utc, table_schema
 from cvm210_assets.assets.monthly import (
     Judged,
@@ -162,7 +162,7 @@ def _written(
         },
         metadata={
             # The catalog's chart: the market's net flow over the last 12 months in the lake.
-            "net_flow_12_months": MetadataValue.json(net_flow_chart(last_12_months)),
+            "net_flow_12_months": MetadataValue.md(net_flow_markdown(last_12_months)),
             "dagster/row_count": quality.rows,
             "funds_in_net_outflow": at_risk,
             "net_flow_total": str(net_flow),
@@ -170,7 +170,10 @@ def _written(
             "delta_version": version,
             "table": MetadataValue.path(work.tables.uri(GOLD_ASSET)),
             "largest_net_outflows": markdown_table(
-                top_outflows,
+                [
+                    {**r, "fluxo_liquido_pct_pl": percent(r["fluxo_liquido_pct_pl"])}
+                    for r in top_outflows
+                ],
                 [
                     "cnpj_fundo",
                     "id_subclasse",
