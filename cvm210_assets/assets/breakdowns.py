@@ -39,7 +39,7 @@ from cvm210_assets.assets.monthly import (
 )
 from cvm210_assets.assets.registry import REGISTRY_ASSET, STATE_KEY
 from cvm210_assets.lake.schemas import FUND_REGISTRY, GOLD_BREAKDOWNS, literal_frame
-from cvm210_assets.partitions import Month, monthly_partitions
+from cvm210_assets.partitions import MONTH_POOL, Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.transforms.breakdowns import (
     ALL_FUNDS,
@@ -86,6 +86,7 @@ def evaluate(rows: Sequence[Mapping[str, Any]]) -> list[Outcome]:
         AssetDep(REGISTRY_ASSET),
     ],
     partitions_def=monthly_partitions,
+    pool=MONTH_POOL,
     backfill_policy=BackfillPolicy.single_run(),
     group_name="lakehouse",
     kinds={"spark", "delta"},

@@ -24,7 +24,7 @@ from cvm210_assets.assets.silver import SILVER_ASSET
 from cvm210_assets.lake.raw_zone import csv_key
 from cvm210_assets.lake.schemas import GOLD
 from cvm210_assets.lake.spark_tables import first_rows_by_month, months_predicate
-from cvm210_assets.partitions import Month, monthly_partitions
+from cvm210_assets.partitions import MONTH_POOL, Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.transforms.gold import kpis, month_sources
 from cvm210_assets.transforms.quality import GoldQuality, gold_quality, silver_totals
@@ -60,6 +60,7 @@ def evaluate(quality: GoldQuality) -> list[Outcome]:
 @asset(
     deps=[SILVER_ASSET],
     partitions_def=monthly_partitions,
+    pool=MONTH_POOL,
     backfill_policy=BackfillPolicy.single_run(),
     group_name="lakehouse",
     kinds={"spark", "delta"},
