@@ -12,8 +12,9 @@ from dataclasses import replace
 
 from dagster import DagsterInstance, materialize
 
+from cvm210_assets.assets.registry import CvmRegistry, fund_registry
 from cvm210_assets.definitions import ASSETS
-from cvm210_assets.fake_cvm.demo_site import publish_demo
+from cvm210_assets.fake_cvm.demo_site import REGISTRY_PATH, publish_demo
 from cvm210_assets.fake_cvm.server import FakeCvm
 from cvm210_assets.lake.tables import DeltaRsTables
 from cvm210_assets.resources import build_resources
@@ -29,12 +30,19 @@ FROM cvm_p210.gold_cvm210_analytics
 WHERE fluxo_liquido < 0
 ORDER BY fluxo_liquido ASC
 LIMIT 10;"""
+# The same outflows with the registry's names (the view gold_fundos).
+NAMES_QUERY = """SELECT nome, gestor, fluxo_liquido
+FROM cvm_p210.gold_fundos
+WHERE fluxo_liquido < 0
+ORDER BY fluxo_liquido ASC
+LIMIT 5;"""
 
 
 def run_demo(
     lake: str, months: Sequence[str] = DEMO_MONTHS, funds: int = 300, say: Callable = print
 ) -> bool:
-    """Serve the demo site on 127.0.0.1, materialize `months`, print the design's query."""
+    """Serve the demo site on 127.0.0.1, materialize `months` and the fund registry, print the
+    design's query."""
     with FakeCvm() as fake:
         published = publish_demo(fake, n_funds=funds)
         say(f"Local CVM at {fake.base_url}: {', '.join(sorted(published))}")
@@ -57,7 +65,22 @@ def run_demo(
             if not result.success:
                 say(f"{key} failed; see the errors above.")
                 return False
+        # After the months: the registry's coverage check compares it with gold's latest month.
+        say("Materializing fund_registry (names, classes, managers) …")
+        result = materialize(
+            [fund_registry],
+            resources={**resources, "cvm_registry": CvmRegistry(zip_url=fake.url(REGISTRY_PATH))},
+            instance=instance,
+            raise_on_error=False,
+        )
+        if not result.success:
+            say("fund_registry failed; see the errors above.")
+            return False
     say(f"\nLake: {settings.lake_uri}\n\n{DESIGN_QUERY}\n")
-    columns, rows = run(connect(DeltaRsTables(resources["lake"].storage)), DESIGN_QUERY)
+    connection = connect(DeltaRsTables(resources["lake"].storage))
+    columns, rows = run(connection, DESIGN_QUERY)
+    say(render(columns, rows, "table"))
+    say(f"\n{NAMES_QUERY}\n")
+    columns, rows = run(connection, NAMES_QUERY)
     say(render(columns, rows, "table"))
     return True

@@ -9,11 +9,17 @@
 
 Business days follow B3's national calendar: weekends and Brazil's national holidays
 (Carnival, Good Friday and Corpus Christi move with Easter).
+
+Freshness is about now. Dagster runs an asset's checks with its materializations, so these two
+also come along in runs of silver or raw_zip; there they judge only a run that covers the
+current month. In a run of another month (a 2019-05 backfill) they yield no result: the UI
+shows them skipped, not failed, and the log says why. Their own job (`cvm_freshness`, on its
+weekday schedule) always judges.
 """
 
 import datetime as dt
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,15 +29,22 @@ from dagster import (
     AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
+    AssetCheckSpec,
     AssetSelection,
     ScheduleDefinition,
-    asset_check,
     define_asset_job,
+    multi_asset_check,
+)
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
 )
 
 from cvm210_assets import __version__
 from cvm210_assets.assets.ingestion import raw_zip
 from cvm210_assets.assets.silver import SILVER_ASSET, silver
+from cvm210_assets.cron_text import describe
 from cvm210_assets.partitions import CVM_TIMEZONE, Month
 from cvm210_assets.resources import CvmSource, Lake
 from cvm210_assets.sensors import lake_version, observe, same_version
@@ -99,20 +112,55 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def other_months(tags: Mapping[str, str], current: Month) -> str | None:
+    """The months of a partition run that does not cover `current` ("2019-05",
+    "2019-01...2019-12"); None when the run should judge freshness: it covers the current
+    month, or it has no partition (the freshness job, a check launched on its own)."""
+    first = tags.get(PARTITION_NAME_TAG) or tags.get(ASSET_PARTITION_RANGE_START_TAG)
+    last = tags.get(PARTITION_NAME_TAG) or tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    if not first or not last or first <= current.key <= last:  # "YYYY-MM" sort as months
+        return None
+    return first if first == last else f"{first}...{last}"
+
+
+def _not_now(context: AssetCheckExecutionContext, name: str, current: Month) -> bool:
+    """True (and a log line) when this run is of other months: the check yields nothing."""
+    months = other_months(context.run.tags, current)
+    if months is None:
+        return False
+    context.log.info(
+        f"{name}: not judged in a run of {months}; freshness is about the current month"
+        f" ({current.key}), judged by the job cvm_freshness and in runs of {current.key}."
+    )
+    return True
+
+
 def build_freshness_checks(
     limit: int, now: Callable[[], dt.datetime] = _now
 ) -> list[AssetChecksDefinition]:
     """The two checks; `now` is their clock (tests fix it)."""
 
-    @asset_check(
-        asset=silver,
+    # multi_asset_check with can_subset: a check that may yield no result (see the docstring).
+    @multi_asset_check(
+        specs=[
+            AssetCheckSpec(
+                "current_month_fresh",
+                asset=silver,
+                blocking=False,
+                description=f"The newest dt_comptc is at most {limit} business days old (WARN)."
+                " Judged in its own job and in runs of the current month; skipped in others.",
+            )
+        ],
+        can_subset=True,
         name="current_month_fresh",
-        blocking=False,
-        description=f"The newest dt_comptc is at most {limit} business days old (WARN).",
     )
-    def current_month_fresh(lake: Lake) -> AssetCheckResult:
+    def current_month_fresh(
+        context: AssetCheckExecutionContext, lake: Lake
+    ) -> Iterator[AssetCheckResult]:
         today = now().astimezone(ZoneInfo(CVM_TIMEZONE)).date()
         current = Month(today.year, today.month)
+        if _not_now(context, "current_month_fresh", current):
+            return
         latest = None
         for month in (current, current.shift(-1)):
             record = lake.state.get(SILVER_ASSET, month)
@@ -120,52 +168,74 @@ def build_freshness_checks(
                 latest = dt.date.fromisoformat(record["latest_dt_comptc"])
                 break
         passed, metadata = freshness(latest, today, limit)
-        return AssetCheckResult(passed=passed, severity=AssetCheckSeverity.WARN, metadata=metadata)
+        yield AssetCheckResult(
+            asset_key=silver.key,
+            check_name="current_month_fresh",
+            passed=passed,
+            severity=AssetCheckSeverity.WARN,
+            metadata=metadata,
+        )
 
-    @asset_check(
-        asset=raw_zip,
+    @multi_asset_check(
+        specs=[
+            AssetCheckSpec(
+                "cvm_copy_not_newer",
+                asset=raw_zip,
+                blocking=False,
+                description="CVM's file for the current month is the version the lake holds"
+                " (WARN). Judged in its own job and in runs of the current month; skipped in"
+                " others.",
+            )
+        ],
+        can_subset=True,
         name="cvm_copy_not_newer",
-        blocking=False,
-        description="CVM's file for the current month is the version the lake holds (WARN).",
     )
     def cvm_copy_not_newer(
         context: AssetCheckExecutionContext, cvm: CvmSource, lake: Lake
-    ) -> AssetCheckResult:
+    ) -> Iterator[AssetCheckResult]:
         today = now().astimezone(ZoneInfo(CVM_TIMEZONE)).date()
         month = Month(today.year, today.month)
-        timeout = (cvm.connect_timeout_seconds, cvm.connect_timeout_seconds)
-        with requests.Session() as session:
-            session.headers["User-Agent"] = f"cvm210/{__version__}"
-            try:
-                found = observe(session, cvm.base_url, [month], 2, timeout)[month]
-            except ProbeError as error:
-                context.log.warning(str(error))
-                return AssetCheckResult(
-                    passed=True,
-                    severity=AssetCheckSeverity.WARN,
-                    metadata={"month": month.key, "note": f"CVM did not answer: {error}"},
-                )
-        if found["file"] is None:
-            return AssetCheckResult(
-                passed=True,
-                severity=AssetCheckSeverity.WARN,
-                metadata={"month": month.key, "note": "CVM has not published it yet"},
-            )
-        ours = lake_version(lake.storage, found["file"])
-        return AssetCheckResult(
-            passed=same_version(ours, found),
-            severity=AssetCheckSeverity.WARN,
-            metadata={
-                "month": month.key,
-                "file": found["file"],
-                "cvm_last_modified": found["last_modified"] or "",
-                "cvm_etag": found["etag"] or "",
-                "lake_last_modified": (ours or {}).get("last_modified") or "(none)",
-                "lake_etag": (ours or {}).get("etag") or "(none)",
-            },
-        )
+        if _not_now(context, "cvm_copy_not_newer", month):
+            return
+        yield _copy_verdict(context, cvm, lake, month)
 
     return [current_month_fresh, cvm_copy_not_newer]
+
+
+def _copy_verdict(
+    context: AssetCheckExecutionContext, cvm: CvmSource, lake: Lake, month: Month
+) -> AssetCheckResult:
+    def result(passed: bool, metadata: dict[str, Any]) -> AssetCheckResult:
+        return AssetCheckResult(
+            asset_key=raw_zip.key,
+            check_name="cvm_copy_not_newer",
+            passed=passed,
+            severity=AssetCheckSeverity.WARN,
+            metadata=metadata,
+        )
+
+    timeout = (cvm.connect_timeout_seconds, cvm.connect_timeout_seconds)
+    with requests.Session() as session:
+        session.headers["User-Agent"] = f"cvm210/{__version__}"
+        try:
+            found = observe(session, cvm.base_url, [month], 2, timeout)[month]
+        except ProbeError as error:
+            context.log.warning(str(error))
+            return result(True, {"month": month.key, "note": f"CVM did not answer: {error}"})
+    if found["file"] is None:
+        return result(True, {"month": month.key, "note": "CVM has not published it yet"})
+    ours = lake_version(lake.storage, found["file"])
+    return result(
+        same_version(ours, found),
+        {
+            "month": month.key,
+            "file": found["file"],
+            "cvm_last_modified": found["last_modified"] or "",
+            "cvm_etag": found["etag"] or "",
+            "lake_last_modified": (ours or {}).get("last_modified") or "(none)",
+            "lake_etag": (ours or {}).get("etag") or "(none)",
+        },
+    )
 
 
 FRESHNESS_CHECKS = build_freshness_checks(max_age())
@@ -179,4 +249,6 @@ freshness_schedule = ScheduleDefinition(
     job=freshness_job,
     cron_schedule=CRON,
     execution_timezone=CVM_TIMEZONE,
+    description="The two freshness checks (WARN), on silver and raw_zip:"
+    f" {describe(CRON, CVM_TIMEZONE)}.",
 )

@@ -11,6 +11,10 @@ from dagster import MonthlyPartitionsDefinition
 
 CVM_TIMEZONE = "America/Sao_Paulo"
 FIRST_MONTH = "2005-01"
+# Dagster's concurrency pool of every step that takes a month's lock (and of every Spark step):
+# with dagster.yaml's `granularity: run` and `default_limit: 1`, one run that writes months at a
+# time; the others wait in the queue instead of failing on a lock or starting another JVM.
+MONTH_POOL = "cvm210_months"
 
 # end_offset=1 includes the current, incomplete month: CVM publishes it day by day.
 monthly_partitions = MonthlyPartitionsDefinition(

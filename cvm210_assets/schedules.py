@@ -26,6 +26,7 @@ from cvm210_assets.assets.gold import gold_kpis
 from cvm210_assets.assets.ingestion import raw_zip, s3_csv_partition
 from cvm210_assets.assets.registry import fund_registry
 from cvm210_assets.assets.silver import silver
+from cvm210_assets.cron_text import describe
 from cvm210_assets.partitions import CVM_TIMEZONE, Month
 
 # Tuesday to Saturday at 08:30, half an hour after CVM's usual publication time.
@@ -80,7 +81,7 @@ def build_daily_schedule(cron: str, timezone: str) -> ScheduleDefinition:
         cron_schedule=cron,
         execution_timezone=timezone,
         job=cvm_inf_diario_job,
-        description="Months M and M-1 after CVM rewrites them (Tuesday to Saturday, 08:00 BRT).",
+        description=f"Months M and M-1 after CVM rewrites them: {describe(cron, timezone)}.",
     )
     def cvm_inf_diario_daily(context: ScheduleEvaluationContext) -> list[RunRequest]:
         return daily_run_requests(context.scheduled_execution_time)
@@ -95,12 +96,13 @@ cvm_fund_registry_job = define_asset_job(
     selection=AssetSelection.assets(fund_registry),
     description="CVM's fund registry (registro_fundo_classe.zip, cad_fi.csv) into fund_registry.",
 )
+REGISTRY_CRON = "15 8 * * *"
 fund_registry_schedule = ScheduleDefinition(
     name="fund_registry_daily",
-    cron_schedule="15 8 * * *",
+    cron_schedule=REGISTRY_CRON,
     execution_timezone=CVM_TIMEZONE,
     job=cvm_fund_registry_job,
-    description="The fund registry, every day at 08:15 São Paulo time.",
+    description=f"CVM's fund registry into fund_registry: {describe(REGISTRY_CRON, CVM_TIMEZONE)}.",
 )
 
 JOBS = [cvm_inf_diario_job, cvm_fund_registry_job]

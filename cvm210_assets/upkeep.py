@@ -20,6 +20,7 @@ from dagster import (
     op,
 )
 
+from cvm210_assets.cron_text import describe
 from cvm210_assets.lake.maintenance import (
     MIN_TIME_TRAVEL,
     compact_months,
@@ -101,9 +102,12 @@ def lake_maintenance() -> None:
 
 
 def maintenance_schedule(env: Mapping[str, str] = os.environ) -> ScheduleDefinition:
+    cron = env.get("CVM210_MAINTENANCE_CRON") or DEFAULT_CRON
     return ScheduleDefinition(
         name="lake_maintenance_weekly",
         job=lake_maintenance,
-        cron_schedule=env.get("CVM210_MAINTENANCE_CRON") or DEFAULT_CRON,
+        cron_schedule=cron,
         execution_timezone=CVM_TIMEZONE,
+        description="Compaction and VACUUM of the lake's Delta tables:"
+        f" {describe(cron, CVM_TIMEZONE)}.",
     )

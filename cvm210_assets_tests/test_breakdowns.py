@@ -8,6 +8,7 @@ chain once for the module. Every figure is recomputed here from the oracle's gol
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from decimal import Decimal
@@ -205,17 +206,18 @@ def test_gold_fundos_carries_each_funds_registry_entry_in_duckdb_and_spark(
 
 def test_gold_shows_the_market_net_flow_chart_and_the_largest_outflows(flow: Flow) -> None:
     metadata = materialization_metadata(flow.results["2024-03"], "gold_kpis")
-    chart = metadata["net_flow_12_months"]
-    assert chart["$schema"].startswith("https://vega.github.io/schema/vega-lite/")
-    assert chart["mark"] == "bar"
+    chart = metadata["net_flow_12_months"]  # markdown, which the UI renders: no JSON spec
+    assert chart.startswith("**Fluxo líquido do mercado, R$ (2024-01 a 2024-03)**")
     want = [(k, sum((g.fluxo_liquido for g in flow.gold[k]), Decimal("0.00"))) for k in MONTHS]
-    values = chart["data"]["values"]
-    assert [v["mes"] for v in values] == list(MONTHS)
-    assert [Decimal(v["fluxo_liquido_brl"]) for v in values] == [w for _, w in want]
-    assert [v["fluxo_liquido"] for v in values] == [float(w) for _, w in want]
+    rows = [line.split("|") for line in chart.splitlines() if line.startswith("| 20")]
+    assert [(c[1].strip(), Decimal(c[2].strip().replace(",", ""))) for c in rows] == want
     # January's chart only has January: the months the lake held then.
     january = materialization_metadata(flow.results["2024-01"], "gold_kpis")
-    assert [v["mes"] for v in january["net_flow_12_months"]["data"]["values"]] == ["2024-01"]
+    assert [
+        line.split("|")[1].strip()
+        for line in january["net_flow_12_months"].splitlines()
+        if line.startswith("| 20")
+    ] == ["2024-01"]
 
     lines = metadata["largest_net_outflows"].splitlines()[2:]
     cells = [line.split("|") for line in lines]
@@ -224,6 +226,16 @@ def test_gold_shows_the_market_net_flow_chart_and_the_largest_outflows(flow: Flo
         (g for g in flow.gold["2024-03"] if g.fluxo_liquido < 0), key=lambda g: g.fluxo_liquido
     )
     assert shown == [(g.cnpj_fundo, g.fluxo_liquido) for g in outflows[:10]]
+    # Ratios as percentages, not 17 decimals.
+    assert all(re.fullmatch(r"-?\d+\.\d\d %", c[7].strip()) for c in cells), cells
+    for dimension in ("classe", "gestor"):
+        table = materialization_metadata(flow.results["2024-03"], "gold_breakdowns")[
+            f"net_flow_by_{dimension}"
+        ]
+        ratios = [line.split("|")[5:7] for line in table.splitlines()[2:]]
+        assert ratios and all(
+            re.fullmatch(r"(-?\d+\.\d\d %)?", r.strip()) for pair in ratios for r in pair
+        ), table
 
 
 def test_the_new_tables_hold_the_columns_their_catalog_entry_declares(flow: Flow) -> None:

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from dagster import AssetKey, TableSchema, TimeWindowPartitionMapping
 
-from cvm210_assets.assets.catalog import net_flow_chart
+from cvm210_assets.assets.catalog import net_flow_markdown, percent
 
 # Every table asset, with the tables each is computed from.
 TABLE_ASSETS = {
@@ -48,13 +48,29 @@ def test_breakdowns_declare_the_twelve_months_of_gold_they_read() -> None:
     assert (mapping.start_offset, mapping.end_offset) == (-11, 0)
 
 
-def test_the_net_flow_chart_is_a_vega_lite_bar_per_month_with_exact_values() -> None:
-    spec = net_flow_chart([("2024-12", Decimal("-1234.56")), ("2025-01", Decimal("10.00"))])
-    assert spec["data"]["values"] == [
-        {"mes": "2024-12", "fluxo_liquido": -1234.56, "fluxo_liquido_brl": "-1234.56"},
-        {"mes": "2025-01", "fluxo_liquido": 10.0, "fluxo_liquido_brl": "10.00"},
+def test_the_net_flow_chart_is_markdown_with_a_bar_per_month_and_exact_values() -> None:
+    chart = net_flow_markdown(
+        [
+            ("2024-11", Decimal("-1234567.89")),
+            ("2024-12", Decimal("-1234.56")),
+            ("2025-01", Decimal("617283.94")),
+        ]
+    )
+    lines = chart.splitlines()
+    assert lines[0] == "**Fluxo líquido do mercado, R$ (2024-11 a 2025-01)** ▁▆█"
+    assert lines[2:] == [
+        "| mês | fluxo líquido (R$) | saídas | entradas |",
+        "|---|---:|---:|:---|",
+        "| 2024-11 | -1,234,567.89 | ████████████ |  |",
+        "| 2024-12 | -1,234.56 | █ |  |",  # too small to draw: one block, still seen
+        "| 2025-01 | 617,283.94 |  | ██████ |",
     ]
-    assert spec["encoding"]["x"]["field"] == "mes"
-    assert spec["encoding"]["y"]["field"] == "fluxo_liquido"
-    assert spec["title"] == "Fluxo líquido do mercado, R$ (2024-12 a 2025-01)"
-    assert net_flow_chart([])["data"]["values"] == []
+    assert "{" not in chart  # no JSON: Dagster's UI renders this
+    assert net_flow_markdown([]) == "**Fluxo líquido do mercado, R$**: sem meses no lago ainda."
+    assert net_flow_markdown([("2025-01", Decimal("0.00"))]).endswith("| 2025-01 | 0.00 |  |  |")
+
+
+def test_ratios_show_as_percentages() -> None:
+    assert percent(-0.12345678901234567) == "-12.35 %"
+    assert percent(0.5) == "50.00 %"
+    assert percent(None) is None

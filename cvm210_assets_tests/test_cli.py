@@ -74,6 +74,11 @@ def test_demo_runs_the_pipeline_and_prints_the_design_query(spark, tmp_path) -> 
     assert "FROM cvm_p210.gold_cvm210_analytics" in output
     assert "(10 rows)" in output
     assert (tmp_path / "lake" / "gold_kpis" / "_delta_log").is_dir()
+    # The registry too: the outflows come with their funds' names.
+    assert "Materializing fund_registry" in output
+    names = output.split("FROM cvm_p210.gold_fundos", 1)[1]
+    assert "(5 rows)" in names
+    assert names.count("FUNDO ") >= 4  # the fake registry leaves ~3 % of funds out
 
 
 def main_demo(lake: str, said: list[str]) -> bool:

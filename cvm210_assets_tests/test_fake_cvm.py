@@ -39,7 +39,7 @@ from cvm210_assets.fake_cvm import (
     yearly_single_member_zip,
     yearly_zip,
 )
-from cvm210_assets.fake_cvm.demo_site import publish_demo
+from cvm210_assets.fake_cvm.demo_site import REGISTRY_PATH, publish_demo
 
 WIDTH = {"a": 8, "b": 9, "c": 10}
 DATE_COLUMN = {"a": 1, "b": 2, "c": 3}
@@ -576,6 +576,27 @@ def test_publish_demo(fake: FakeCvm) -> None:
     assert get(fake.url("inf_diario_fi_202402.zip"))[0] == 404
 
 
+def test_demo_site_serves_the_registry_where_the_registry_asset_looks(fake: FakeCvm) -> None:
+    """The README's offline CVM serves what fund_registry reads: the URL derived from
+    CVM210_SOURCE_URL (the default of the UI's instructions) answers the registry's zip."""
+    from cvm210_assets.source.registry import cad_fi_url, registry_url
+
+    publish_demo(fake, n_funds=20)
+    zip_url = registry_url({"CVM210_SOURCE_URL": fake.base_url})
+    assert zip_url == fake.url(REGISTRY_PATH)
+    status, _, body = get(zip_url)
+    assert status == 200
+    with zipfile.ZipFile(io.BytesIO(body)) as z:
+        assert sorted(z.namelist()) == [
+            "registro_classe.csv",
+            "registro_fundo.csv",
+            "registro_subclasse.csv",
+        ]
+        assert len(rows_of(z.read("registro_classe.csv"))[1]) > 10
+    status, _, cad_fi = get(cad_fi_url(zip_url))
+    assert status == 200 and cad_fi.startswith(b"TP_FUNDO;CNPJ_FUNDO;")
+
+
 def test_module_entry_point_serves_demo() -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "cvm210_assets.fake_cvm", "--port", "0", "--funds", "20"],
@@ -592,6 +613,7 @@ def test_module_entry_point_serves_demo() -> None:
                 base_url = line.strip().partition("=")[2]
         assert base_url.endswith(DADOS_PATH)
         assert get(f"{base_url}/inf_diario_fi_202501.zip")[0] == 200
+        assert get(base_url.replace(DADOS_PATH, REGISTRY_PATH))[0] == 200
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=10) == 0
     finally:

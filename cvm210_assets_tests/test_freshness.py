@@ -18,9 +18,10 @@ from cvm210_assets.freshness import (
     freshness,
     holidays,
     max_age,
+    other_months,
 )
 from cvm210_assets.partitions import Month
-from cvm210_assets_tests.conftest import Pipeline
+from cvm210_assets_tests.conftest import Pipeline, make_pipeline
 
 D = dt.date
 
@@ -103,3 +104,66 @@ def test_the_checks_warn_when_the_lake_falls_behind(pipeline: Pipeline, fake_cvm
     early = _evaluate(pipeline, april_first)
     assert early["current_month_fresh"][0] is True
     assert early["cvm_copy_not_newer"][1]["note"] == "CVM has not published it yet"
+
+
+def test_which_runs_judge_freshness() -> None:
+    march = Month(2025, 3)
+    assert other_months({}, march) is None  # the freshness job
+    assert other_months({"dagster/partition": "2025-03"}, march) is None
+    assert other_months({"dagster/partition": "2019-05"}, march) == "2019-05"
+    history = {
+        "dagster/asset_partition_range_start": "2005-01",
+        "dagster/asset_partition_range_end": "2025-03",
+    }
+    assert other_months(history, march) is None  # the range covers March
+    old = {**history, "dagster/asset_partition_range_end": "2019-12"}
+    assert other_months(old, march) == "2005-01...2019-12"
+
+
+def test_a_run_of_another_month_gets_no_freshness_verdict(fake_cvm: FakeCvm, tmp_path) -> None:
+    """A 2019-05 run that includes both freshness checks (as the UI's Materialize and the daily
+    job include an asset's checks) records no verdict for them: skipped, never failed. A run of
+    the current month, on the same definitions, judges them."""
+    from dagster._core.storage.asset_check_execution_record import (
+        AssetCheckExecutionRecordStatus,
+    )
+
+    now = dt.datetime(2025, 3, 12, 15, 0, tzinfo=dt.timezone.utc)
+    fake_cvm.publish_year(2019, {5: generate_month(MonthSpec(2019, 5, "a", n_funds=5, seed=1))})
+    fake_cvm.publish_month(2025, 3, generate_month(MonthSpec(2025, 3, "c", n_funds=5, seed=1)))
+    pipeline = make_pipeline(str(tmp_path / "lake"), fake_cvm.base_url)
+    checks = build_freshness_checks(2, now=lambda: now)
+    job = define_asset_job(
+        "month", selection=AssetSelection.assets(raw_zip) | AssetSelection.checks(*checks)
+    )
+    defs = Definitions(
+        assets=[raw_zip, silver], asset_checks=checks, jobs=[job], resources=pipeline.resources
+    )
+
+    def run(key: str):
+        return defs.resolve_job_def("month").execute_in_process(
+            partition_key=key, instance=pipeline.instance
+        )
+
+    historical = run("2019-05")
+    assert historical.success
+    assert historical.get_asset_check_evaluations() == []
+    for check in checks:
+        (key,) = check.check_keys
+        (record,) = pipeline.instance.event_log_storage.get_asset_check_execution_history(
+            key, limit=5
+        )
+        # Planned, and never evaluated in a run that succeeded: the UI shows it skipped.
+        assert (record.run_id, record.status) == (
+            historical.run_id,
+            AssetCheckExecutionRecordStatus.PLANNED,
+        )
+    logs = [e.user_message for e in pipeline.instance.all_logs(historical.run_id)]
+    assert sum("not judged in a run of 2019-05" in m for m in logs) == 2
+
+    current = run("2025-03")
+    verdicts = {e.check_name: e.passed for e in current.get_asset_check_evaluations()}
+    assert verdicts == {
+        "cvm_copy_not_newer": True,  # raw_zip just captured March
+        "current_month_fresh": False,  # silver has no March: a real verdict about now
+    }

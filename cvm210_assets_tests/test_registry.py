@@ -9,7 +9,10 @@ read here by eye.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
+import urllib.request
+import zipfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -394,3 +397,30 @@ def test_fund_registry_from_the_fake_cvm_kept_by_version_and_skipped_when_unchan
     rows = _registry_rows(pipeline)
     for key, expected in changed.expected.items():
         assert {c: rows[key][c] for c in expected} == expected, key
+
+
+def test_fund_registry_names_the_demo_sites_funds(tmp_path: Path) -> None:
+    """Offline, as the README's UI instructions run it: the demo site's registry fills names
+    for the funds of its months (the registry URL is the default one, derived from the
+    source URL)."""
+    from cvm210_assets.fake_cvm.demo_site import publish_demo
+    from cvm210_assets.fake_cvm.registry import _series
+
+    with FakeCvm() as fake:
+        publish_demo(fake, n_funds=20)
+        pipeline = make_pipeline(str(tmp_path / "lake"), fake.base_url)
+        registry = CvmRegistry.from_env({"CVM210_SOURCE_URL": fake.base_url})
+        result = materialize(
+            [fund_registry],
+            resources={**pipeline.resources, "cvm_registry": registry},
+            instance=pipeline.instance,
+        )
+        with urllib.request.urlopen(fake.url("inf_diario_fi_202403.zip"), timeout=5) as answer:
+            march = answer.read()
+        with zipfile.ZipFile(io.BytesIO(march)) as z:
+            cnpjs = set(_series([z.read("inf_diario_fi_202403.csv")]))
+    assert result.success and all(check_results(result).values())
+    rows = _registry_rows(pipeline)
+    named = {c for (c, _), r in rows.items() if r["nome"]}
+    # Every fund of the month has a name, but the ~3 % the fake registry leaves out on purpose.
+    assert len(cnpjs & named) >= 0.9 * len(cnpjs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -11,6 +12,7 @@ from dagster import Definitions, RunRequest, build_schedule_context
 from dagster._utils.schedules import cron_string_iterator
 
 from cvm210_assets.assets.registry import CvmRegistry
+from cvm210_assets.cron_text import DAYS, describe
 from cvm210_assets.definitions import ALERT_ASSETS, ASSETS, REGISTRY_ASSETS
 from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.resources import build_resources
@@ -110,7 +112,7 @@ def test_cron_and_time_zone_come_from_the_environment() -> None:
         schedule_timezone({"CVM210_SCHEDULE_TIMEZONE": "Mars/Olympus"})
 
 
-def test_the_job_runs_the_five_assets_by_month_and_loads_with_the_automation(
+def test_the_job_runs_its_eight_assets_by_month_and_loads_with_the_automation(
     tmp_path: Path,
 ) -> None:
     defs = Definitions(
@@ -139,3 +141,49 @@ def test_the_job_runs_the_five_assets_by_month_and_loads_with_the_automation(
     }
     assert defs.resolve_schedule_def("cvm_inf_diario_daily").job_name == "cvm_inf_diario"
     assert defs.resolve_sensor_def("cvm_inf_diario_changes").job_name == "cvm_inf_diario"
+
+
+def _every_schedule() -> list:
+    from cvm210_assets.definitions import defs
+
+    return list(defs.schedules or [])
+
+
+@pytest.mark.parametrize("schedule", _every_schedule(), ids=lambda s: s.name)
+def test_each_schedule_says_when_it_fires_as_its_cron_does(schedule) -> None:
+    """The description's time and days are those of the cron's next fortnight of ticks."""
+    assert schedule.description, f"{schedule.name} has no description"
+    zone = ZoneInfo(schedule.execution_timezone)
+    start = dt.datetime(2025, 3, 2, tzinfo=zone)  # a Sunday
+    ticks = cron_string_iterator(
+        start.timestamp(), schedule.cron_schedule, schedule.execution_timezone
+    )
+    fortnight = [next(ticks).astimezone(zone) for _ in range(14)]
+    fortnight = [t for t in fortnight if t < start + dt.timedelta(days=14)]
+    times = {t.strftime("%H:%M") for t in fortnight}
+    assert times == set(re.findall(r"\b\d\d:\d\d\b", schedule.description)), schedule.description
+    days = {t.strftime("%A") for t in fortnight}
+    named = {d for d in DAYS if d in schedule.description}
+    if len(days) == 7:
+        assert "every day" in schedule.description
+    elif len(named) == len(days):  # a list of days
+        assert named == days
+    else:  # a range: its first and last day
+        first, last = re.search(r"(\w+day) to (\w+day)", schedule.description).groups()
+        assert DAYS.index(first) <= DAYS.index(last)
+        assert days == set(DAYS[DAYS.index(first) : DAYS.index(last) + 1])
+    if schedule.execution_timezone == "America/Sao_Paulo":
+        assert "São Paulo time" in schedule.description
+
+
+def test_cron_descriptions() -> None:
+    assert describe("30 8 * * 2-6", "America/Sao_Paulo") == (
+        "Tuesday to Saturday at 08:30 São Paulo time"
+    )
+    assert describe("0 3 * * 0", "America/Sao_Paulo") == "Sundays at 03:00 São Paulo time"
+    assert describe("15 8 * * *", "UTC") == "every day at 08:15 UTC"
+    assert describe("0 10 * * 1,3", "UTC") == "Monday and Wednesday at 10:00 UTC"
+    assert describe("*/5 * * * *", "UTC") == "on cron `*/5 * * * *`, UTC"
+    env = {"CVM210_SCHEDULE_CRON": "0 10 * * 1-5", "CVM210_SCHEDULE_TIMEZONE": "UTC"}
+    other = build_daily_schedule(schedule_cron(env), schedule_timezone(env))
+    assert other.description.endswith("Monday to Friday at 10:00 UTC.")

@@ -60,7 +60,7 @@ from cvm210_assets.assets.monthly import (
 )
 from cvm210_assets.assets.silver import SILVER_ASSET
 from cvm210_assets.lake.schemas import in_schema
-from cvm210_assets.partitions import Month, monthly_partitions
+from cvm210_assets.partitions import MONTH_POOL, Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.transforms.alerts import OUTFLOW_ALERTS, RULES
 from cvm210_assets.transforms.alerts import outflow_alerts as alert_rows
@@ -83,6 +83,7 @@ REGISTRY_COLUMNS = [
     # fund_registry by key: its names and managers label the alerts when it exists.
     deps=[SILVER_ASSET, GOLD_ASSET, "fund_registry"],
     partitions_def=monthly_partitions,
+    pool=MONTH_POOL,
     backfill_policy=BackfillPolicy.single_run(),
     group_name="alerts",
     kinds={"spark", "delta"},
@@ -213,6 +214,7 @@ class DeliveryConfig(Config):
         "dagster/table_name": "cvm_p210.alert_deliveries",
     },
     partitions_def=monthly_partitions,
+    pool=MONTH_POOL,
     backfill_policy=BackfillPolicy.single_run(),
     group_name="alerts",
     kinds={"delta"},

@@ -18,6 +18,7 @@ from dagster_pyspark import LazyPySparkResource
 from pyspark.sql.types import StructType
 
 from cvm210_assets import PIPELINE_VERSION
+from cvm210_assets.assets.catalog import percent
 from cvm210_assets.assets.common import (
     Check,
     Outcome,
@@ -38,7 +39,7 @@ from cvm210_assets.assets.monthly import (
 )
 from cvm210_assets.assets.registry import REGISTRY_ASSET, STATE_KEY
 from cvm210_assets.lake.schemas import FUND_REGISTRY, GOLD_BREAKDOWNS, literal_frame
-from cvm210_assets.partitions import Month, monthly_partitions
+from cvm210_assets.partitions import MONTH_POOL, Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.transforms.breakdowns import (
     ALL_FUNDS,
@@ -85,6 +86,7 @@ def evaluate(rows: Sequence[Mapping[str, Any]]) -> list[Outcome]:
         AssetDep(REGISTRY_ASSET),
     ],
     partitions_def=monthly_partitions,
+    pool=MONTH_POOL,
     backfill_policy=BackfillPolicy.single_run(),
     group_name="lakehouse",
     kinds={"spark", "delta"},
@@ -186,8 +188,9 @@ def _top(groups: Sequence[Mapping[str, Any]], dimension: str) -> MetadataValue:
     """The dimension's ten groups with the largest net outflow (every fund)."""
     rows = [r for r in groups if r["escopo"] == ALL_FUNDS and r["dimensao"] == dimension]
     rows.sort(key=lambda r: r["fluxo_liquido"])
+    ratios = ("crescimento_organico", "crescimento_organico_12m")
     return markdown_table(
-        rows[:10],
+        [{**r, **{c: percent(r[c]) for c in ratios}} for r in rows[:10]],
         [
             "valor",
             "fundos",

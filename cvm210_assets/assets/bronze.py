@@ -28,7 +28,7 @@ from cvm210_assets.assets.monthly import (
 )
 from cvm210_assets.lake.schemas import BRONZE_LINEAGE, PARTITION_COLUMNS
 from cvm210_assets.lake.spark_tables import first_rows_by_month, months_predicate
-from cvm210_assets.partitions import Month, monthly_partitions
+from cvm210_assets.partitions import MONTH_POOL, Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.source.layouts import LAYOUTS
 from cvm210_assets.transforms.bronze import (
@@ -50,6 +50,7 @@ CHECKS = (ALL_LINES_LOADED,)
 @asset(
     deps=[s3_csv_partition],
     partitions_def=monthly_partitions,
+    pool=MONTH_POOL,
     backfill_policy=BackfillPolicy.single_run(),
     group_name="lakehouse",
     kinds={"spark", "delta"},

@@ -1,18 +1,19 @@
 """What gold's catalog entry shows besides its table: the market's net flow over 12 months.
 
-The chart is a Vega-Lite spec (Dagster's UI shows JSON metadata as is; paste it into any
-Vega-Lite viewer, e.g. vega.github.io/editor, to draw it), built by a pure function from the
-monthly totals gold_kpis recorded for the months of the last 12 that it holds.
+The chart is markdown, which Dagster's UI renders (it draws no chart specs: JSON metadata is
+shown as text): a sparkline and a table with a text bar per month, built by a pure function from
+the monthly totals gold_kpis recorded for the months of the last 12 that it holds.
 """
 
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
 
 from cvm210_assets.lake.raw_zone import StateStore
 from cvm210_assets.partitions import Month
 
-VEGA_LITE_SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"
+SPARK = "▁▂▃▄▅▆▇█"
+BAR = "█"
+BAR_WIDTH = 12  # blocks for the largest month
 
 
 def recorded_net_flow(
@@ -29,33 +30,39 @@ def recorded_net_flow(
     ]
 
 
-def net_flow_chart(points: Sequence[tuple[str, Decimal]]) -> dict[str, Any]:
-    """A Vega-Lite bar chart of the market's net flow by month: outflows red, inflows blue.
+def money(value: Decimal) -> str:
+    """R$ with thousands separators and cents: -1,234,567.89."""
+    return f"{value:,.2f}"
 
-    `fluxo_liquido` is a number for plotting; `fluxo_liquido_brl` keeps the exact DECIMAL."""
-    values = [
-        {"mes": key, "fluxo_liquido": float(flow), "fluxo_liquido_brl": str(flow)}
-        for key, flow in points
+
+def percent(ratio: float | None) -> str | None:
+    """A ratio as a percentage with two decimals (-0.123456 -> "-12.35 %"); NULL stays NULL."""
+    return None if ratio is None else f"{ratio * 100:.2f} %"
+
+
+def net_flow_markdown(points: Sequence[tuple[str, Decimal]]) -> str:
+    """The market's net flow by month as markdown Dagster's UI draws: a title with a sparkline,
+    then a row per month with its exact value and a bar, outflows growing left of the centre
+    and inflows right of it, scaled to the largest month."""
+    if not points:
+        return "**Fluxo líquido do mercado, R$**: sem meses no lago ainda."
+    flows = [flow for _, flow in points]
+    low, high = min(flows), max(flows)
+    spark = "".join(
+        SPARK[0 if high == low else round((f - low) / (high - low) * (len(SPARK) - 1))]
+        for f in flows
+    )
+    largest = max(abs(f) for f in flows) or Decimal(1)
+    lines = [
+        f"**Fluxo líquido do mercado, R$ ({points[0][0]} a {points[-1][0]})** {spark}",
+        "",
+        "| mês | fluxo líquido (R$) | saídas | entradas |",
+        "|---|---:|---:|:---|",
     ]
-    first, last = (points[0][0], points[-1][0]) if points else ("", "")
-    return {
-        "$schema": VEGA_LITE_SCHEMA,
-        "description": "Net flow (captação − resgates) of every fund in gold_kpis, by month",
-        "title": f"Fluxo líquido do mercado, R$ ({first} a {last})" if points else "Sem dados",
-        "width": 480,
-        "height": 240,
-        "data": {"values": values},
-        "mark": "bar",
-        "encoding": {
-            "x": {"field": "mes", "type": "ordinal", "title": "mês"},
-            "y": {"field": "fluxo_liquido", "type": "quantitative", "title": "R$"},
-            "color": {
-                "condition": {"test": "datum.fluxo_liquido < 0", "value": "#c0392b"},
-                "value": "#2e86c1",
-            },
-            "tooltip": [
-                {"field": "mes", "type": "ordinal"},
-                {"field": "fluxo_liquido_brl", "type": "nominal", "title": "fluxo líquido (R$)"},
-            ],
-        },
-    }
+    for key, flow in points:
+        size = max(1, round(abs(flow) / largest * BAR_WIDTH)) if flow else 0
+        bar = BAR * size
+        lines.append(
+            f"| {key} | {money(flow)} | {bar if flow < 0 else ''} | {bar if flow > 0 else ''} |"
+        )
+    return "\n".join(lines)

@@ -9,7 +9,7 @@ from dagster import AssetExecutionContext, BackfillPolicy, MetadataValue, asset
 from dagster_pyspark import LazyPySparkResource
 
 from cvm210_assets import PIPELINE_VERSION
-from cvm210_assets.assets.catalog import net_flow_chart, recorded_net_flow
+from cvm210_assets.assets.catalog import net_flow_markdown, percent, recorded_net_flow
 from cvm210_assets.assets.common import Check, Outcome, markdown_table, now_utc, table_schema
 from cvm210_assets.assets.monthly import (
     Judged,
@@ -24,7 +24,7 @@ from cvm210_assets.assets.silver import SILVER_ASSET
 from cvm210_assets.lake.raw_zone import csv_key
 from cvm210_assets.lake.schemas import GOLD
 from cvm210_assets.lake.spark_tables import first_rows_by_month, months_predicate
-from cvm210_assets.partitions import Month, monthly_partitions
+from cvm210_assets.partitions import MONTH_POOL, Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.transforms.gold import kpis, month_sources
 from cvm210_assets.transforms.quality import GoldQuality, gold_quality, silver_totals
@@ -60,6 +60,7 @@ def evaluate(quality: GoldQuality) -> list[Outcome]:
 @asset(
     deps=[SILVER_ASSET],
     partitions_def=monthly_partitions,
+    pool=MONTH_POOL,
     backfill_policy=BackfillPolicy.single_run(),
     group_name="lakehouse",
     kinds={"spark", "delta"},
@@ -162,7 +163,7 @@ def _written(
         },
         metadata={
             # The catalog's chart: the market's net flow over the last 12 months in the lake.
-            "net_flow_12_months": MetadataValue.json(net_flow_chart(last_12_months)),
+            "net_flow_12_months": MetadataValue.md(net_flow_markdown(last_12_months)),
             "dagster/row_count": quality.rows,
             "funds_in_net_outflow": at_risk,
             "net_flow_total": str(net_flow),
@@ -170,7 +171,10 @@ def _written(
             "delta_version": version,
             "table": MetadataValue.path(work.tables.uri(GOLD_ASSET)),
             "largest_net_outflows": markdown_table(
-                top_outflows,
+                [
+                    {**r, "fluxo_liquido_pct_pl": percent(r["fluxo_liquido_pct_pl"])}
+                    for r in top_outflows
+                ],
                 [
                     "cnpj_fundo",
                     "id_subclasse",

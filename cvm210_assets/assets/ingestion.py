@@ -15,7 +15,7 @@ from cvm210_assets.assets.common import (
     run_label,
 )
 from cvm210_assets.lake.raw_zone import csv_key
-from cvm210_assets.partitions import Month, monthly_partitions
+from cvm210_assets.partitions import MONTH_POOL, Month, monthly_partitions
 from cvm210_assets.resources import CvmSource, Lake
 from cvm210_assets.source.archive import MonthMember, extract_month
 from cvm210_assets.source.capture import RAW_ZIP, capture_month
@@ -25,6 +25,7 @@ S3_CSV = "s3_csv_partition"
 
 @asset(
     partitions_def=monthly_partitions,
+    pool=MONTH_POOL,
     backfill_policy=BackfillPolicy.single_run(),
     group_name="raw",
     kinds={"s3", "file"},
@@ -74,6 +75,7 @@ def _capture(
 @asset(
     deps=[raw_zip],
     partitions_def=monthly_partitions,
+    pool=MONTH_POOL,
     backfill_policy=BackfillPolicy.single_run(),
     group_name="raw",
     kinds={"s3", "csv"},

@@ -42,7 +42,7 @@ from cvm210_assets.lake.schemas import (
     SILVER_VALUES,
 )
 from cvm210_assets.lake.spark_tables import first_rows_by_month, months_predicate
-from cvm210_assets.partitions import Month, monthly_partitions
+from cvm210_assets.partitions import MONTH_POOL, Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.source.layouts import LAYOUTS
 from cvm210_assets.transforms.quality import SilverQuality, silver_quality
@@ -124,6 +124,7 @@ def evaluate(quality: SilverQuality, bronze_rows: int, rejected: int) -> list[Ou
 @asset(
     deps=[bronze],
     partitions_def=monthly_partitions,
+    pool=MONTH_POOL,
     backfill_policy=BackfillPolicy.single_run(),
     group_name="lakehouse",
     kinds={"spark", "delta"},

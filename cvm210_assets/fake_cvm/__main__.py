@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import threading
 
-from cvm210_assets.fake_cvm.demo_site import publish_demo
+from cvm210_assets.fake_cvm.demo_site import REGISTRY_PATH, publish_demo
 from cvm210_assets.fake_cvm.server import FakeCvm
 
 
@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> None:
         published = publish_demo(fake, n_funds=args.funds)
         for month, info in published.items():
             print(f"{month}  {info['path']}  layout ({info['layout']})  {info['rows']} rows")
+        print(f"registry  {fake.url(REGISTRY_PATH)} (and cad_fi.csv beside it)")
         # Ctrl-C may come as soon as the URL is out (a script waits for that line).
         try:
             print(f"\nexport CVM210_SOURCE_URL={fake.base_url}", flush=True)

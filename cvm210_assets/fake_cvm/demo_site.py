@@ -2,7 +2,8 @@
 
 It covers what the pipeline must cope with: a HIST yearly archive with twelve members in layout
 (a), a monthly file in layout (b) and one in layout (c) with subclasses, dirt in both, and the
-real CVM rows merged into their months.
+real CVM rows merged into their months; and the fund registry of all of their funds
+(`FI/CAD/DADOS/registro_fundo_classe.zip` and `cad_fi.csv`), which `fund_registry` reads.
 """
 
 from __future__ import annotations
@@ -10,19 +11,23 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month, real_csv, with_real_rows
-from cvm210_assets.fake_cvm.server import FakeCvm
+from cvm210_assets.fake_cvm.registry import registry_files
+from cvm210_assets.fake_cvm.server import CAD_PATH, FakeCvm
 
 _BRT = timezone(timedelta(hours=-3))
 _SEED = 210
+REGISTRY_PATH = f"{CAD_PATH}/registro_fundo_classe.zip"
 
 
 def publish_demo(fake: FakeCvm, n_funds: int = 300) -> dict[str, dict[str, object]]:
-    """Publish 2019 (HIST archive), 2024-03 and 2025-01 (monthly files) on `fake`.
+    """Publish 2019 (HIST archive), 2024-03 and 2025-01 (monthly files) on `fake`, and the
+    registry of their funds (`REGISTRY_PATH` and `cad_fi.csv` beside it).
 
     Returns, per month "YYYY-MM": the file's path relative to DADOS, the zip member, the
     layout, whether dirt was added and the number of data rows.
     """
     published: dict[str, dict[str, object]] = {}
+    csvs: list[bytes] = []
 
     year: dict[int, bytes] = {}
     for mes in range(1, 13):
@@ -30,6 +35,7 @@ def publish_demo(fake: FakeCvm, n_funds: int = 300) -> dict[str, dict[str, objec
         if mes in (1, 11):
             csv = with_real_rows(csv, real_csv(f"inf_diario_fi_2019{mes:02d}.csv"))
         year[mes] = csv
+        csvs.append(csv)
     hist_path = fake.publish_year(2019, year, datetime(2021, 1, 4, 8, 0, tzinfo=_BRT))
     for mes, csv in year.items():
         published[f"2019-{mes:02d}"] = _describe(hist_path, 2019, mes, "a", False, csv)
@@ -44,6 +50,10 @@ def publish_demo(fake: FakeCvm, n_funds: int = 300) -> dict[str, dict[str, objec
         csv = with_real_rows(generate_month(spec), real_csv(f"inf_diario_fi_{ano}{mes:02d}.csv"))
         path = fake.publish_month(ano, mes, csv, modified)
         published[f"{ano}-{mes:02d}"] = _describe(path, ano, mes, layout, True, csv)
+        csvs.append(csv)
+    fake.publish_registry(
+        registry_files(csvs, seed=_SEED), datetime(2025, 2, 28, 8, 0, tzinfo=_BRT)
+    )
     return published
 
 
