@@ -28,7 +28,8 @@ class Settings:
     spark_driver_memory: str
     spark_shuffle_partitions: int
     # A range's months share Spark jobs up to this many input rows a batch (assets/monthly.py):
-    # 4 M rows of a month's text fit a 4 GB driver with room to spare.
+    # 4 M rows fit a 2 GB driver: the largest cache, silver's judged rows, is about 60 bytes
+    # a row (240 MB); sorts for the writes spill to disk when they must.
     spark_batch_rows: int = 4_000_000
     # Where scripts/setup.sh put Delta Lake's Spark jars (spark_jars.py).
     jar_cache: Path = field(default_factory=lambda: cache_dir(os.environ))
@@ -76,7 +77,9 @@ class Settings:
             source_url=env.get("CVM210_SOURCE_URL") or CVM_DADOS_URL,
             compute=compute,
             spark_master=env.get("CVM210_SPARK_MASTER", "local[*]"),
-            spark_driver_memory=env.get("CVM210_SPARK_DRIVER_MEMORY", "4g"),
+            # The JVM grows its heap to this bound, so the bound is the JVM's size: 2 GB plus the
+            # JVM's own ~0.6 GB keep a run, Python included, under 4 GB (README, Performance).
+            spark_driver_memory=env.get("CVM210_SPARK_DRIVER_MEMORY", "2g"),
             spark_shuffle_partitions=int(partitions),
             spark_batch_rows=int(batch_rows),
             jar_cache=cache_dir(env),

@@ -41,7 +41,11 @@ from cvm210_assets.lake.schemas import (
     SILVER_REJECTS,
     SILVER_VALUES,
 )
-from cvm210_assets.lake.spark_tables import first_rows_by_month, months_predicate
+from cvm210_assets.lake.spark_tables import (
+    first_lines_by_month,
+    first_rows_by_month,
+    months_predicate,
+)
 from cvm210_assets.partitions import MONTH_POOL, Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.source.layouts import LAYOUTS
@@ -221,7 +225,7 @@ class Silver(MonthlyAsset):
                     )
                     version = merged.version
                     changes = {restated.month: _changes(merged.metrics)}
-                previews = first_rows_by_month(ok_clean, 5, SILVER_KEY)
+                previews = first_lines_by_month(ok_clean, 5, SILVER_KEY)
                 rejects_previews = (
                     first_rows_by_month(ok_rejects, 10, ["numero_linha"])
                     if any(by_reason[m] for m in done)
