@@ -17,6 +17,9 @@ import boto3
 import pytest
 from dagster import AssetCheckKey, AssetKey, DagsterInstance, ExecuteInProcessResult, materialize
 
+from cvm210_assets.assets.bronze import Bronze
+from cvm210_assets.assets.gold import GoldKpis
+from cvm210_assets.assets.silver import Silver
 from cvm210_assets.fake_cvm.server import FakeCvm
 from cvm210_assets.lake.tables import DeltaRsTables
 from cvm210_assets.partitions import Month, monthly_partitions
@@ -166,6 +169,12 @@ def check_results(result: ExecuteInProcessResult) -> dict[str, bool]:
         f"{e.asset_key.to_user_string()}:{e.check_name}": e.passed
         for e in result.get_asset_check_evaluations()
     }
+
+
+# The checks of the Spark assets, by asset: each has a verdict per month.
+MONTHLY_CHECKS = {
+    asset.name: [check.name for check in asset.checks] for asset in (Bronze, Silver, GoldKpis)
+}
 
 
 def check_partitions(instance: DagsterInstance, asset: str, check: str) -> dict[str, str]:

@@ -12,21 +12,13 @@ import dataclasses
 import pytest
 from dagster import materialize
 
-from cvm210_assets.assets import bronze, gold
 from cvm210_assets.assets import silver as silver_asset
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month, restate
 from cvm210_assets.fake_cvm.server import FakeCvm
 from cvm210_assets.partitions import Month
+from cvm210_assets_tests.conftest import MONTHLY_CHECKS as CHECKS
 from cvm210_assets_tests.conftest import Pipeline, check_partitions
 
-CHECKS = {
-    name: [c.name for c in checks]
-    for name, checks in [
-        (bronze.BRONZE, bronze.CHECKS),
-        (silver_asset.SILVER_ASSET, silver_asset.CHECKS),
-        (gold.GOLD_ASSET, gold.CHECKS),
-    ]
-}
 RANGE_TAGS = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
