@@ -189,6 +189,14 @@ def check_partitions(instance: DagsterInstance, asset: str, check: str) -> dict[
     }
 
 
+def check_status(instance: DagsterInstance, asset: str, check: str) -> str | None:
+    """An unpartitioned check's status on the asset's latest materialization, as the UI shows it
+    (None: no verdict on that materialization)."""
+    key = AssetCheckKey(AssetKey(asset), check)
+    state = instance.event_log_storage.get_asset_check_state([(key, None)])[key]
+    return next((s.value for s, subset in state.subsets.items() if not subset.is_empty), None)
+
+
 S3_BUCKET = "cvm210-test"
 
 
