@@ -15,11 +15,14 @@ from typing import Any
 
 import boto3
 import pytest
-from dagster import DagsterInstance, ExecuteInProcessResult, materialize
+from dagster import AssetCheckKey, AssetKey, DagsterInstance, ExecuteInProcessResult, materialize
 
+from cvm210_assets.assets.bronze import Bronze
+from cvm210_assets.assets.gold import GoldKpis
+from cvm210_assets.assets.silver import Silver
 from cvm210_assets.fake_cvm.server import FakeCvm
 from cvm210_assets.lake.tables import DeltaRsTables
-from cvm210_assets.partitions import Month
+from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.settings import Settings
 from cvm210_assets_tests.expectations import assert_gold, assert_rejects, assert_silver
 from cvm210_assets_tests.reference import expected_month
@@ -166,6 +169,32 @@ def check_results(result: ExecuteInProcessResult) -> dict[str, bool]:
         f"{e.asset_key.to_user_string()}:{e.check_name}": e.passed
         for e in result.get_asset_check_evaluations()
     }
+
+
+# The checks of the Spark assets, by asset: each has a verdict per month.
+MONTHLY_CHECKS = {
+    asset.name: [check.name for check in asset.checks] for asset in (Bronze, Silver, GoldKpis)
+}
+
+
+def check_partitions(instance: DagsterInstance, asset: str, check: str) -> dict[str, str]:
+    """Each month's status in the check's Partitions view (SUCCEEDED, FAILED, ...): the state
+    Dagster's GraphQL `partitionStatuses` of the check reads (AssetCheckState)."""
+    key = AssetCheckKey(AssetKey(asset), check)
+    state = instance.event_log_storage.get_asset_check_state([(key, monthly_partitions)])[key]
+    return {
+        month: status.value
+        for status, subset in state.subsets.items()
+        for month in subset.subset_value.get_partition_keys()
+    }
+
+
+def check_status(instance: DagsterInstance, asset: str, check: str) -> str | None:
+    """An unpartitioned check's status on the asset's latest materialization, as the UI shows it
+    (None: no verdict on that materialization)."""
+    key = AssetCheckKey(AssetKey(asset), check)
+    state = instance.event_log_storage.get_asset_check_state([(key, None)])[key]
+    return next((s.value for s, subset in state.subsets.items() if not subset.is_empty), None)
 
 
 S3_BUCKET = "cvm210-test"

@@ -13,7 +13,7 @@ from dagster import AssetKey, DagsterEventType, DagsterInstance, EventRecordsFil
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
 from cvm210_assets.fake_cvm.server import FakeCvm
 from cvm210_assets.partitions import Month
-from cvm210_assets_tests.conftest import Pipeline
+from cvm210_assets_tests.conftest import MONTHLY_CHECKS, Pipeline, check_partitions
 from cvm210_assets_tests.expectations import assert_gold, assert_silver
 from cvm210_assets_tests.reference import expected_month
 
@@ -85,6 +85,18 @@ def test_a_year_backfilled_in_one_run_downloads_the_archive_once(
         evaluations = [e.event_log_entry.dagster_event.event_specific_data for e in checks]
         per_month = {e.partition for e in evaluations if e.check_name == "key_unique" and e.passed}
         assert per_month == set(months) | {None}  # each month, and the range's summary
+        # ...and each month's verdict is in the check's Partitions view of the UI.
+        verdicts = {
+            (e.asset_key.to_user_string(), e.check_name, e.partition): e.passed for e in evaluations
+        }
+        for asset, names in MONTHLY_CHECKS.items():
+            for name in names:
+                shown = check_partitions(instance, asset, name)
+                assert shown == {
+                    month: "SUCCEEDED" if verdicts[asset, name, month] else "FAILED"
+                    for month in months
+                }, f"{asset}:{name}"
+        assert set(check_partitions(instance, "silver", "key_unique").values()) == {"SUCCEEDED"}
 
 
 def test_a_bad_month_in_a_range_fails_alone_and_a_rerun_finishes(

@@ -20,6 +20,7 @@ import pytest
 from dagster import materialize
 
 from cvm210_assets.assets.registry import (
+    CHECKS,
     CNPJ_14_DIGITS,
     GOLD_COVERAGE,
     ONE_ROW_PER_KEY,
@@ -49,7 +50,12 @@ from cvm210_assets.transforms.registry import (
     build_registry,
     read_csv,
 )
-from cvm210_assets_tests.conftest import check_results, make_pipeline, materialization_metadata
+from cvm210_assets_tests.conftest import (
+    check_results,
+    check_status,
+    make_pipeline,
+    materialization_metadata,
+)
 
 WHEN = dt.datetime(2025, 2, 3, 11, 0, tzinfo=dt.timezone.utc)
 COLUMNS = [
@@ -366,6 +372,8 @@ def test_fund_registry_from_the_fake_cvm_kept_by_version_and_skipped_when_unchan
         "fund_registry:cnpj_fundo_14_digits": True,
         "fund_registry:gold_funds_registered": True,
     }
+    shown = {c.name: check_status(pipeline.instance, "fund_registry", c.name) for c in CHECKS}
+    assert shown == dict.fromkeys(shown, "SUCCEEDED")  # as the UI shows them
     metadata = materialization_metadata(result, "fund_registry")
     assert metadata["dagster/row_count"] == len(rows)
     assert metadata["rows_cad_fi"] == sum(1 for r in rows.values() if r["fonte"] == "cad_fi")
@@ -387,6 +395,9 @@ def test_fund_registry_from_the_fake_cvm_kept_by_version_and_skipped_when_unchan
     assert materialization_metadata(again, "fund_registry")["cvm210/unchanged"] is True
     assert pipeline.tables.version("fund_registry") == version
     assert all(check_results(again).values())
+    assert {
+        c.name: check_status(pipeline.instance, "fund_registry", c.name) for c in CHECKS
+    } == shown
 
     # CVM changes its registry: a new version is kept and the table replaced in one commit.
     changed = registry_files([csv], seed=4)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One-command set-up: a Java runtime for Spark, Maven to fetch Delta Lake's Spark jars once, a
-# virtualenv in .venv, the package and its test tools, the jars (into CVM210_JAR_CACHE, default
-# ~/.cache/cvm210/jars). Safe to run again. Usage: ./scripts/setup.sh
+# One-command set-up: a Java runtime for Spark, Maven to fetch Delta Lake's Spark jars once,
+# headless Chromium for the browser test, a virtualenv in .venv, the package and its test tools,
+# the jars (into CVM210_JAR_CACHE, default ~/.cache/cvm210/jars). Safe to run again.
+# Usage: ./scripts/setup.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +36,20 @@ if ! command -v mvn >/dev/null 2>&1; then
     echo "  Debian/Ubuntu: sudo apt-get install maven" >&2
     echo "  macOS:         brew install maven" >&2
     exit 1
+  fi
+fi
+
+# Headless Chromium for the browser test (cvm210_assets_tests/test_browser.py): Debian's browser
+# and its driver, which Selenium is pointed at, so that it downloads no browser of its own.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo -n"; fi
+  if command -v apt-get >/dev/null 2>&1 && { [ -z "$SUDO" ] || sudo -n true 2>/dev/null; }; then
+    echo "setup: installing chromium and chromium-driver for the browser test"
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+  else
+    echo "setup: the browser test needs Chromium and its driver in /usr/bin (it is skipped" >&2
+    echo "  without them). Debian: sudo apt-get install chromium chromium-driver" >&2
   fi
 fi
 

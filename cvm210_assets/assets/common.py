@@ -13,12 +13,16 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
+    AssetRecordsFilter,
     BetaWarning,
     DataVersion,
     MaterializeResult,
     MetadataValue,
     TableColumn,
     TableSchema,
+)
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData as Target,
 )
 from pyspark.sql.types import StructType
 
@@ -108,8 +112,12 @@ class Outcome:
             metadata=metadata,
         )
 
-    def evaluation(self, asset: str, month: Month, note: str | None) -> AssetCheckEvaluation:
-        """The outcome recorded against the month's partition, within a range run."""
+    def evaluation(
+        self, asset: str, month: Month, note: str | None, target: Target | None
+    ) -> AssetCheckEvaluation:
+        """The outcome recorded against the month's partition, within a range run, and against
+        the materialization it judged (`target`): Dagster counts a partition's verdict only when
+        it targets the partition's latest materialization."""
         metadata = {**self.metadata, **({"note": note} if note else {})}
         return AssetCheckEvaluation(
             asset_key=AssetKey(asset),
@@ -117,6 +125,7 @@ class Outcome:
             passed=self.passed,
             severity=self.check.severity,
             metadata=metadata,
+            target_materialization_data=target,
             blocking=self.check.blocking,
             partition=month.key,
         )
@@ -218,20 +227,28 @@ def report_months(
 ) -> Iterator[AssetCheckResult | AssetCheckEvaluation | MaterializeResult]:
     """Report what a step did for its months the way Dagster shows it.
 
-    One month: its check results and materialization, as any partitioned asset. A range (a
-    backfill run as one run): every month's checks are recorded against its own partition and
-    its metadata (with its data version) goes to its own materialization; a month that failed
-    did not stop the others, and the step fails at the end naming each failed month.
+    A check's Partitions view counts a month's verdict only when it targets the month's latest
+    materialization, so each verdict follows the materialization it judged. A month written by
+    this run (or unchanged: its recorded verdicts) is materialized first, its verdicts after; a
+    month not written (a blocking check failed) reports against its last materialization, the
+    version its tables keep, and the step fails before anything downstream runs.
+
+    One month: as any partitioned asset. A range (a backfill run as one run): each month's
+    verdicts go to its own partition and its metadata (with its data version) to its own
+    materialization; a month that failed did not stop the others, and the step fails at the end
+    naming each failed month (then no month is materialized: a rerun records them unchanged).
     """
     if len(months) == 1 and not failures:
         result = results[months[0]]
-        yield from (o.result(asset, result.note) for o in result.outcomes)
+        verdicts = [o.result(asset, result.note) for o in result.outcomes]
         if result.blocked:
+            yield from verdicts
             raise BlockingCheckFailed(_blocked_message(asset, result))
         yield MaterializeResult(
             data_version=DataVersion(result.data_version) if result.data_version else None,
             metadata=result.metadata,
         )
+        yield from verdicts  # Dagster points each at the month's latest materialization: this
         return
 
     problems = [f"{month}: {failures[month]}" for month in months if month in failures]
@@ -239,7 +256,6 @@ def report_months(
         context.log.error(f"{asset} {month} failed: {error}")
     done = [results[month] for month in months if month in results]
     for result in done:
-        yield from (o.evaluation(asset, result.month, result.note) for o in result.outcomes)
         if result.blocked:
             problems.append(_blocked_message(asset, result))
         else:
@@ -248,6 +264,17 @@ def report_months(
             context.add_asset_metadata(
                 {**result.metadata, **version}, partition_key=result.month.key
             )
+    if not problems:
+        yield MaterializeResult(
+            metadata={
+                "range": f"{months[0]}...{months[-1]}",
+                "months": len(months),
+                "months_unchanged": sum(1 for r in done if r.metadata.get(SKIPPED)),
+            }
+        )
+    for result in done:
+        target = latest_materialization(context, asset, result.month)
+        yield from (o.evaluation(asset, result.month, result.note, target) for o in result.outcomes)
     for check in checks:
         verdicts = {r.month.key: o.passed for r in done for o in r.outcomes if o.check == check}
         failed = [key for key, passed in verdicts.items() if not passed]
@@ -268,13 +295,20 @@ def report_months(
             f"{asset}: {len(problems)} of {len(months)} months failed (the others are committed"
             " and a rerun skips them):\n" + "\n".join(problems)
         )
-    yield MaterializeResult(
-        metadata={
-            "range": f"{months[0]}...{months[-1]}",
-            "months": len(months),
-            "months_unchanged": sum(1 for r in done if r.metadata.get(SKIPPED)),
-        }
-    )
+
+
+def latest_materialization(
+    context: AssetExecutionContext, asset: str, month: Month
+) -> Target | None:
+    """The month's latest materialization, as Dagster finds it for a check result of a
+    one-month step: the one a verdict yielded now judges."""
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[month.key]), limit=1
+    ).records
+    if not records:
+        return None
+    latest = records[0]
+    return Target(storage_id=latest.storage_id, run_id=latest.run_id, timestamp=latest.timestamp)
 
 
 def _blocked_message(asset: str, result: MonthResult) -> str:

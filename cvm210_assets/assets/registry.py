@@ -192,11 +192,12 @@ def fund_registry(
         if is_current(previous, wanted) and tables.version(REGISTRY_ASSET) is not None:
             context.log.info("CVM's registry files are unchanged; nothing to do")
             note = "unchanged input: verdict of the run that processed it"
-            yield from (
-                o.result(REGISTRY_ASSET, note) for o in outcomes_from_record(CHECKS, previous)
-            )
             yield MaterializeResult(
                 metadata={SKIPPED: True, "dagster/row_count": previous["rows"], **sources}
+            )
+            # After the materialization: Dagster counts a verdict only on the latest one.
+            yield from (
+                o.result(REGISTRY_ASSET, note) for o in outcomes_from_record(CHECKS, previous)
             )
             return
         members = registry_members(zipped.path)
@@ -209,8 +210,8 @@ def fund_registry(
         now_utc(),
     )
     outcomes = evaluate(registry.table, *reversed(_latest_gold(storage, tables)))
-    yield from (o.result(REGISTRY_ASSET) for o in outcomes)
     if blocking_failure(outcomes):
+        yield from (o.result(REGISTRY_ASSET) for o in outcomes)  # on the version kept
         failed = [f"{o.check.name} failed {o.metadata}" for o in outcomes if not o.passed]
         raise BlockingCheckFailed(
             f"{REGISTRY_ASSET} not written (the table keeps its previous version): "
@@ -227,6 +228,7 @@ def fund_registry(
     yield MaterializeResult(
         metadata=_metadata(registry.table, registry.ignored, write.version, tables) | sources
     )
+    yield from (o.result(REGISTRY_ASSET) for o in outcomes)
 
 
 def _metadata(
