@@ -11,9 +11,10 @@ from cvm210_assets.assets.gold import gold_kpis
 from cvm210_assets.assets.ingestion import raw_zip, s3_csv_partition
 from cvm210_assets.assets.registry import CvmRegistry, fund_registry
 from cvm210_assets.assets.silver import silver
-from cvm210_assets.freshness import FRESHNESS_CHECKS, freshness_job, freshness_schedule
+from cvm210_assets.freshness import FRESHNESS_CHECKS
+from cvm210_assets.jobs import JOBS
 from cvm210_assets.resources import build_resources
-from cvm210_assets.schedules import JOBS, SCHEDULES
+from cvm210_assets.schedules import SCHEDULES
 from cvm210_assets.sensors import SENSORS
 from cvm210_assets.settings import Settings
 from cvm210_assets.upkeep import lake_maintenance, maintenance_schedule
@@ -25,8 +26,8 @@ REGISTRY_ASSETS = [fund_registry, gold_breakdowns]
 defs = Definitions(
     assets=[*ASSETS, *ALERT_ASSETS, *REGISTRY_ASSETS],
     asset_checks=FRESHNESS_CHECKS,
-    jobs=[*JOBS, freshness_job, lake_maintenance],
-    schedules=[*SCHEDULES, freshness_schedule, maintenance_schedule()],
+    jobs=[*JOBS, lake_maintenance],
+    schedules=[*SCHEDULES, maintenance_schedule()],
     sensors=SENSORS,
     resources={**build_resources(Settings.from_env()), "cvm_registry": CvmRegistry.from_env()},
     # One process for the whole run, so every Spark step shares one SparkSession (one JVM)

@@ -23,16 +23,12 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import requests
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
     AssetCheckSpec,
-    AssetSelection,
-    ScheduleDefinition,
-    define_asset_job,
     multi_asset_check,
 )
 from dagster._core.storage.tags import (
@@ -41,17 +37,14 @@ from dagster._core.storage.tags import (
     PARTITION_NAME_TAG,
 )
 
-from cvm210_assets import __version__
 from cvm210_assets.assets.ingestion import raw_zip
 from cvm210_assets.assets.silver import SILVER_ASSET, silver
-from cvm210_assets.cron_text import describe
+from cvm210_assets.lake.raw_zone import lake_version
 from cvm210_assets.partitions import CVM_TIMEZONE, Month
 from cvm210_assets.resources import CvmSource, Lake
-from cvm210_assets.sensors import lake_version, observe, same_version
-from cvm210_assets.source.probe import ProbeError
+from cvm210_assets.source.probe import ProbeError, same_version
 
 DEFAULT_MAX_AGE = 2
-CRON = "0 12 * * 1-5"
 FIXED_HOLIDAYS = ((1, 1), (4, 21), (5, 1), (9, 7), (10, 12), (11, 2), (11, 15), (12, 25))
 
 
@@ -214,14 +207,11 @@ def _copy_verdict(
             metadata=metadata,
         )
 
-    timeout = (cvm.connect_timeout_seconds, cvm.connect_timeout_seconds)
-    with requests.Session() as session:
-        session.headers["User-Agent"] = f"cvm210/{__version__}"
-        try:
-            found = observe(session, cvm.base_url, [month], 2, timeout)[month]
-        except ProbeError as error:
-            context.log.warning(str(error))
-            return result(True, {"month": month.key, "note": f"CVM did not answer: {error}"})
+    try:
+        found = cvm.observe([month], 2, cvm.connect_timeout_seconds)[month]
+    except ProbeError as error:
+        context.log.warning(str(error))
+        return result(True, {"month": month.key, "note": f"CVM did not answer: {error}"})
     if found["file"] is None:
         return result(True, {"month": month.key, "note": "CVM has not published it yet"})
     ours = lake_version(lake.storage, found["file"])
@@ -239,16 +229,3 @@ def _copy_verdict(
 
 
 FRESHNESS_CHECKS = build_freshness_checks(max_age())
-freshness_job = define_asset_job(
-    "cvm_freshness",
-    selection=AssetSelection.checks(*FRESHNESS_CHECKS),
-    description="Is the lake keeping up with CVM? (two WARN checks; see README, Freshness)",
-)
-freshness_schedule = ScheduleDefinition(
-    name="cvm_freshness_weekdays",
-    job=freshness_job,
-    cron_schedule=CRON,
-    execution_timezone=CVM_TIMEZONE,
-    description="The two freshness checks (WARN), on silver and raw_zip:"
-    f" {describe(CRON, CVM_TIMEZONE)}.",
-)

@@ -30,6 +30,7 @@ from cvm210_assets.lake.tables import DeltaRsTables
 from cvm210_assets.partitions import Month
 from cvm210_assets.settings import Settings
 from cvm210_assets.source.download import Downloaded, NotFound, NotModified, RetryPolicy, download
+from cvm210_assets.source.probe import Version, observe
 from cvm210_assets.spark_jars import JarCache
 from cvm210_assets.spark_server import connect_session
 
@@ -52,14 +53,19 @@ class CvmSource(ConfigurableResource):
 
     _session: requests.Session | None = PrivateAttr(default=None)
 
-    def fetch(
-        self, url: str, dest: Path, etag: str | None = None, last_modified: str | None = None
-    ) -> Downloaded | NotModified | NotFound:
+    @property
+    def session(self) -> requests.Session:
+        """The one HTTP client that talks to CVM: downloads and probes alike."""
         if self._session is None:
             self._session = requests.Session()
             self._session.headers["User-Agent"] = f"cvm210/{__version__}"
+        return self._session
+
+    def fetch(
+        self, url: str, dest: Path, etag: str | None = None, last_modified: str | None = None
+    ) -> Downloaded | NotModified | NotFound:
         return download(
-            self._session,
+            self.session,
             url,
             dest,
             timeout=(self.connect_timeout_seconds, self.read_timeout_seconds),
@@ -67,6 +73,14 @@ class CvmSource(ConfigurableResource):
             etag=etag,
             last_modified=last_modified,
         )
+
+    def observe(
+        self, months: Sequence[Month], max_requests: int, read_timeout_seconds: float
+    ) -> dict[Month, Version]:
+        """The current version of each month's file on CVM, by HTTP HEAD (source/probe.py):
+        at most `max_requests`; raises ProbeError at CVM's first error."""
+        timeout = (self.connect_timeout_seconds, read_timeout_seconds)
+        return observe(self.session, self.base_url, months, max_requests, timeout)
 
 
 class Lake(ConfigurableResource):

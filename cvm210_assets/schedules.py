@@ -1,6 +1,7 @@
-"""The daily run, aligned with CVM's publication: the current month and the previous one.
+"""The schedules: the daily run, the registry's, and the freshness checks' (jobs in jobs.py).
 
-CVM rewrites the files of months M and M-1 Tuesday to Saturday around 08:00 São Paulo time, so
+The daily run is aligned with CVM's publication: the current month and the previous one. CVM
+rewrites the files of months M and M-1 Tuesday to Saturday around 08:00 São Paulo time, so
 the schedule fires shortly after and takes both months through the whole chain to gold_kpis.
 Months that did not change cost a HTTP 304 and nothing else (every asset skips unchanged input).
 """
@@ -11,43 +12,18 @@ from collections.abc import Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dagster import (
-    AssetSelection,
     RunRequest,
     ScheduleDefinition,
     ScheduleEvaluationContext,
-    define_asset_job,
     schedule,
 )
 
-from cvm210_assets.assets.alerts import alert_deliveries, outflow_alerts
-from cvm210_assets.assets.breakdowns import gold_breakdowns
-from cvm210_assets.assets.bronze import bronze
-from cvm210_assets.assets.gold import gold_kpis
-from cvm210_assets.assets.ingestion import raw_zip, s3_csv_partition
-from cvm210_assets.assets.registry import fund_registry
-from cvm210_assets.assets.silver import silver
 from cvm210_assets.cron_text import describe
+from cvm210_assets.jobs import cvm_fund_registry_job, cvm_inf_diario_job, freshness_job
 from cvm210_assets.partitions import CVM_TIMEZONE, Month
 
 # Tuesday to Saturday at 08:30, half an hour after CVM's usual publication time.
 DEFAULT_CRON = "30 8 * * 2-6"
-
-cvm_inf_diario_job = define_asset_job(
-    "cvm_inf_diario",
-    # Partitioned by month like its assets (Dagster infers it; passing it is deprecated).
-    selection=AssetSelection.assets(
-        raw_zip,
-        s3_csv_partition,
-        bronze,
-        silver,
-        gold_kpis,
-        gold_breakdowns,
-        outflow_alerts,
-        alert_deliveries,
-    ),
-    description="One month through the whole chain, from CVM's zip to gold_kpis and its"
-    " breakdowns, then its outflow alerts and their delivery.",
-)
 
 
 def daily_run_requests(scheduled: dt.datetime) -> list[RunRequest]:
@@ -91,11 +67,6 @@ def build_daily_schedule(cron: str, timezone: str) -> ScheduleDefinition:
 
 # CVM rewrites its fund registry every day around 08:00; gold_breakdowns of the daily run
 # (08:30 on weekdays) then groups funds by today's registry.
-cvm_fund_registry_job = define_asset_job(
-    "cvm_fund_registry",
-    selection=AssetSelection.assets(fund_registry),
-    description="CVM's fund registry (registro_fundo_classe.zip, cad_fi.csv) into fund_registry.",
-)
 REGISTRY_CRON = "15 8 * * *"
 fund_registry_schedule = ScheduleDefinition(
     name="fund_registry_daily",
@@ -105,5 +76,19 @@ fund_registry_schedule = ScheduleDefinition(
     description=f"CVM's fund registry into fund_registry: {describe(REGISTRY_CRON, CVM_TIMEZONE)}.",
 )
 
-JOBS = [cvm_inf_diario_job, cvm_fund_registry_job]
-SCHEDULES = [build_daily_schedule(schedule_cron(), schedule_timezone()), fund_registry_schedule]
+# Weekdays at noon São Paulo time: after CVM's morning publication has had time to land.
+FRESHNESS_CRON = "0 12 * * 1-5"
+freshness_schedule = ScheduleDefinition(
+    name="cvm_freshness_weekdays",
+    job=freshness_job,
+    cron_schedule=FRESHNESS_CRON,
+    execution_timezone=CVM_TIMEZONE,
+    description="The two freshness checks (WARN), on silver and raw_zip:"
+    f" {describe(FRESHNESS_CRON, CVM_TIMEZONE)}.",
+)
+
+SCHEDULES = [
+    build_daily_schedule(schedule_cron(), schedule_timezone()),
+    fund_registry_schedule,
+    freshness_schedule,
+]

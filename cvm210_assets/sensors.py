@@ -19,18 +19,13 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import requests
 from dagster import RunRequest, SensorDefinition, SensorEvaluationContext, SensorResult, sensor
 
-from cvm210_assets import __version__
-from cvm210_assets.lake.raw_zone import latest_key
-from cvm210_assets.lake.storage import LakeStorage
+from cvm210_assets.jobs import cvm_inf_diario_job
+from cvm210_assets.lake.raw_zone import lake_version
 from cvm210_assets.partitions import Month
 from cvm210_assets.resources import CvmSource, Lake
-from cvm210_assets.schedules import cvm_inf_diario_job
-from cvm210_assets.source.download import NotFound
-from cvm210_assets.source.probe import ProbeError, Validators, probe
-from cvm210_assets.source.urls import monthly_name, monthly_url, yearly_name, yearly_url
+from cvm210_assets.source.probe import VERSION_FIELDS, ProbeError, Version, same_version
 
 INTERVAL_SECONDS = 3600
 DEFAULT_MAX_REQUESTS = 12  # ten monthly files and, at most, the two years they span
@@ -39,9 +34,6 @@ DEFAULT_MAX_REQUESTS = 12  # ten monthly files and, at most, the two years they 
 PROBE_READ_TIMEOUT_SECONDS = 10.0
 BACKOFF_FIRST = dt.timedelta(hours=2)
 BACKOFF_MAX = dt.timedelta(hours=24)
-VERSION_FIELDS = ("file", "etag", "last_modified", "bytes")
-
-Version = dict[str, Any]  # VERSION_FIELDS; "file" (the file's stem) is None when unpublished
 
 
 def watched_months(now: dt.datetime) -> list[Month]:
@@ -61,21 +53,6 @@ def probe_order(months: Sequence[Month], seen: Mapping[str, Mapping[str, Any]]) 
 def backoff(errors: int) -> dt.timedelta:
     """How long to leave CVM alone after `errors` failed ticks in a row: doubling, capped."""
     return min(BACKOFF_FIRST * 2 ** (errors - 1), BACKOFF_MAX)
-
-
-def version(file: str | None, found: Validators | NotFound) -> Version:
-    if isinstance(found, NotFound):
-        return dict.fromkeys(VERSION_FIELDS)
-    return {
-        "file": file,
-        "etag": found.etag,
-        "last_modified": found.last_modified,
-        "bytes": found.bytes,
-    }
-
-
-def same_version(a: Mapping[str, Any] | None, b: Mapping[str, Any]) -> bool:
-    return a is not None and all(a.get(field) == b.get(field) for field in VERSION_FIELDS)
 
 
 def changed_months(
@@ -101,46 +78,6 @@ def run_key(month: Month, seen: Version) -> str:
     """The month and its version: Dagster launches one run per key, so a change runs once."""
     token = json.dumps([seen[field] for field in VERSION_FIELDS])
     return f"{month.key}:{hashlib.sha256(token.encode()).hexdigest()[:16]}"
-
-
-def lake_version(storage: LakeStorage, file: str) -> Version | None:
-    """The version of `file` that raw_zip last captured, or None if the lake has none."""
-    data = storage.read_bytes(latest_key(file))
-    if data is None:
-        return None
-    latest = json.loads(data)
-    return {"file": file, **{field: latest.get(field) for field in VERSION_FIELDS[1:]}}
-
-
-def observe(
-    session: requests.Session,
-    base_url: str,
-    months: Sequence[Month],
-    max_requests: int,
-    timeout: tuple[float, float],
-) -> dict[Month, Version]:
-    """Probe the months in order until the budget is spent; a year's archive at most once.
-
-    Raises ProbeError at CVM's first error: the tick stops there.
-    """
-    found: dict[Month, Version] = {}
-    archives: dict[int, Validators | NotFound] = {}
-    spent = 0
-    for month in months:
-        if spent == max_requests:
-            break
-        result = probe(session, monthly_url(base_url, month), timeout)
-        spent += 1
-        if not isinstance(result, NotFound):
-            found[month] = version(monthly_name(month), result)
-            continue
-        if month.ano not in archives:
-            if spent == max_requests:
-                break
-            archives[month.ano] = probe(session, yearly_url(base_url, month.ano), timeout)
-            spent += 1
-        found[month] = version(yearly_name(month.ano), archives[month.ano])
-    return found
 
 
 def sensor_max_requests(env: Mapping[str, str] = os.environ) -> int:
@@ -178,21 +115,16 @@ def build_change_sensor(
             return SensorResult(skip_reason=f"CVM erred: leaving it alone until {retry_after}")
         seen = cursor.get("months", {})
         window = watched_months(moment)
-        timeout = (cvm.connect_timeout_seconds, PROBE_READ_TIMEOUT_SECONDS)
-        with requests.Session() as session:
-            session.headers["User-Agent"] = f"cvm210/{__version__}"
-            try:
-                found = observe(
-                    session, cvm.base_url, probe_order(window, seen), max_requests, timeout
-                )
-            except ProbeError as error:
-                errors = cursor.get("errors", 0) + 1
-                until = (moment + backoff(errors)).isoformat(timespec="seconds")
-                context.log.warning(f"{error}; failure {errors} in a row, next try {until}")
-                return SensorResult(
-                    skip_reason=f"{error}; backing off until {until}",
-                    cursor=json.dumps({**cursor, "errors": errors, "retry_after": until}),
-                )
+        try:
+            found = cvm.observe(probe_order(window, seen), max_requests, PROBE_READ_TIMEOUT_SECONDS)
+        except ProbeError as error:
+            errors = cursor.get("errors", 0) + 1
+            until = (moment + backoff(errors)).isoformat(timespec="seconds")
+            context.log.warning(f"{error}; failure {errors} in a row, next try {until}")
+            return SensorResult(
+                skip_reason=f"{error}; backing off until {until}",
+                cursor=json.dumps({**cursor, "errors": errors, "retry_after": until}),
+            )
         changed = changed_months(found, seen, lambda file: lake_version(lake.storage, file))
         run_requests = [
             RunRequest(partition_key=m.key, run_key=run_key(m, found[m])) for m in changed

@@ -14,10 +14,11 @@ from dagster._utils.schedules import cron_string_iterator
 from cvm210_assets.assets.registry import CvmRegistry
 from cvm210_assets.cron_text import DAYS, describe
 from cvm210_assets.definitions import ALERT_ASSETS, ASSETS, REGISTRY_ASSETS
+from cvm210_assets.freshness import FRESHNESS_CHECKS
+from cvm210_assets.jobs import JOBS
 from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.resources import build_resources
 from cvm210_assets.schedules import (
-    JOBS,
     SCHEDULES,
     build_daily_schedule,
     schedule_cron,
@@ -117,6 +118,7 @@ def test_the_job_runs_its_eight_assets_by_month_and_loads_with_the_automation(
 ) -> None:
     defs = Definitions(
         assets=[*ASSETS, *REGISTRY_ASSETS, *ALERT_ASSETS],
+        asset_checks=FRESHNESS_CHECKS,
         jobs=JOBS,
         schedules=SCHEDULES,
         sensors=SENSORS,

@@ -15,6 +15,7 @@ from typing import Any
 
 from cvm210_assets.lake.storage import LakeStorage
 from cvm210_assets.partitions import Month
+from cvm210_assets.source.probe import VERSION_FIELDS
 
 STATE_PREFIX = "_state"
 
@@ -52,3 +53,13 @@ class StateStore:
     def put(self, asset: str, month: Month, record: dict[str, Any]) -> None:
         body = json.dumps(record, sort_keys=True, indent=1, default=str).encode()
         self.storage.write_bytes(self.key(asset, month), body)
+
+
+def lake_version(storage: LakeStorage, file: str) -> dict[str, Any] | None:
+    """The version of CVM's `file` that raw_zip captured last (source.probe's `Version`: its
+    ETag, Last-Modified and size), or None when the lake has none."""
+    data = storage.read_bytes(latest_key(file))
+    if data is None:
+        return None
+    latest = json.loads(data)
+    return {"file": file, **{field: latest.get(field) for field in VERSION_FIELDS[1:]}}
