@@ -29,6 +29,7 @@ from dagster import (
     AssetChecksDefinition,
     AssetCheckSeverity,
     AssetCheckSpec,
+    AssetKey,
     multi_asset_check,
 )
 from dagster._core.storage.tags import (
@@ -160,14 +161,7 @@ def build_freshness_checks(
             if record and record.get("latest_dt_comptc"):
                 latest = dt.date.fromisoformat(record["latest_dt_comptc"])
                 break
-        passed, metadata = freshness(latest, today, limit)
-        yield AssetCheckResult(
-            asset_key=silver.key,
-            check_name="current_month_fresh",
-            passed=passed,
-            severity=AssetCheckSeverity.WARN,
-            metadata=metadata,
-        )
+        yield _warning(silver.key, "current_month_fresh", *freshness(latest, today, limit))
 
     @multi_asset_check(
         specs=[
@@ -199,13 +193,7 @@ def _copy_verdict(
     context: AssetCheckExecutionContext, cvm: CvmSource, lake: Lake, month: Month
 ) -> AssetCheckResult:
     def result(passed: bool, metadata: dict[str, Any]) -> AssetCheckResult:
-        return AssetCheckResult(
-            asset_key=raw_zip.key,
-            check_name="cvm_copy_not_newer",
-            passed=passed,
-            severity=AssetCheckSeverity.WARN,
-            metadata=metadata,
-        )
+        return _warning(raw_zip.key, "cvm_copy_not_newer", passed, metadata)
 
     try:
         found = cvm.observe([month], 2, cvm.connect_timeout_seconds)[month]
@@ -225,6 +213,19 @@ def _copy_verdict(
             "lake_last_modified": (ours or {}).get("last_modified") or "(none)",
             "lake_etag": (ours or {}).get("etag") or "(none)",
         },
+    )
+
+
+def _warning(
+    asset: AssetKey, check: str, passed: bool, metadata: Mapping[str, Any]
+) -> AssetCheckResult:
+    """A verdict of one of the two WARN checks (a multi_asset_check's result names its check)."""
+    return AssetCheckResult(
+        asset_key=asset,
+        check_name=check,
+        passed=passed,
+        severity=AssetCheckSeverity.WARN,
+        metadata=dict(metadata),
     )
 
 

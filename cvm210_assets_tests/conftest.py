@@ -197,6 +197,42 @@ def check_status(instance: DagsterInstance, asset: str, check: str) -> str | Non
     return next((s.value for s, subset in state.subsets.items() if not subset.is_empty), None)
 
 
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on, for a server a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_http(
+    url: str, server: subprocess.Popen, seconds: float, what: str, log: Path | None = None
+) -> None:
+    """Until `url` answers; RuntimeError naming `what` (and the tail of its `log`) when the
+    server exits first or `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+                raise RuntimeError(f"{what} did not start\n{tail}".rstrip()) from None
+            time.sleep(0.1)
+
+
+def cli_env(fake_cvm: FakeCvm, lake: Path, home: Path) -> dict[str, str]:
+    """The environment of a Dagster command a test runs as a user would: the fake CVM, a lake
+    and a DAGSTER_HOME of the test's own, few shuffle partitions."""
+    return {
+        **os.environ,
+        "CVM210_SOURCE_URL": fake_cvm.base_url,
+        "CVM210_LAKE_URI": str(lake),
+        "CVM210_SPARK_SHUFFLE_PARTITIONS": "2",
+        "DAGSTER_HOME": str(home),
+    }
+
+
 S3_BUCKET = "cvm210-test"
 
 
@@ -207,25 +243,18 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     Not in a thread of this process: delta-rs holds the GIL while it waits for S3, so a Python
     server thread could never answer it.
     """
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                raise RuntimeError("moto's S3 server did not start") from None
-            time.sleep(0.1)
+    try:
+        wait_for_http(f"{endpoint}/moto-api/", server, 30, "moto's S3 server")
+    except RuntimeError:
+        server.kill()
+        raise
     for name, value in {
         "AWS_ENDPOINT_URL": endpoint,
         **S3_CREDENTIALS,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,12 @@ from dagster import AssetKey, DagsterEventType, DagsterInstance, EventRecordsFil
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
 from cvm210_assets.fake_cvm.server import FakeCvm
 from cvm210_assets.partitions import Month
-from cvm210_assets_tests.conftest import MONTHLY_CHECKS, Pipeline, check_partitions
+from cvm210_assets_tests.conftest import (
+    MONTHLY_CHECKS,
+    Pipeline,
+    check_partitions,
+    cli_env,
+)
 from cvm210_assets_tests.expectations import assert_gold, assert_silver
 from cvm210_assets_tests.reference import expected_month
 
@@ -33,13 +37,7 @@ def test_a_year_backfilled_in_one_run_downloads_the_archive_once(
     archive = fake_cvm.publish_year(2019, csvs)
     home = tmp_path / "dagster_home"
     home.mkdir()
-    env = {
-        **os.environ,
-        "CVM210_SOURCE_URL": fake_cvm.base_url,
-        "CVM210_LAKE_URI": str(tmp_path / "lake"),
-        "CVM210_SPARK_SHUFFLE_PARTITIONS": "2",
-        "DAGSTER_HOME": str(home),
-    }
+    env = cli_env(fake_cvm, tmp_path / "lake", home)
     command = [
         sys.executable, "-m", "dagster", "asset", "materialize",
         "-m", "cvm210_assets.definitions", "--select", ASSETS,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
 from cvm210_assets.fake_cvm.server import FakeCvm
-from cvm210_assets_tests.conftest import MONTHLY_CHECKS
+from cvm210_assets_tests.conftest import MONTHLY_CHECKS, cli_env, free_port, wait_for_http
 
 pytestmark = pytest.mark.spark  # the run launched from the UI starts Spark in its own process
 
@@ -91,16 +90,8 @@ def ui(fake_cvm: FakeCvm, tmp_path: Path) -> Iterator[Ui]:
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text(INSTANCE_YAML)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {
-        **os.environ,
-        "CVM210_SOURCE_URL": fake_cvm.base_url,
-        "CVM210_LAKE_URI": str(tmp_path / "lake"),
-        "CVM210_SPARK_SHUFFLE_PARTITIONS": "2",
-        "DAGSTER_HOME": str(home),
-    }
+    port = free_port()
+    env = cli_env(fake_cvm, tmp_path / "lake", home)
     command = [
         sys.executable, "-m", "dagster_webserver", "-h", "127.0.0.1", "-p", str(port),
         "-m", "cvm210_assets.definitions",
@@ -111,17 +102,9 @@ def ui(fake_cvm: FakeCvm, tmp_path: Path) -> Iterator[Ui]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/server_info", timeout=2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError(
-                        "dagster-webserver did not start:\n" + _tail(tmp_path / "webserver.log")
-                    ) from None
-                time.sleep(0.5)
+        wait_for_http(
+            f"{url}/server_info", server, 120, "dagster-webserver", tmp_path / "webserver.log"
+        )
         yield Ui(url, home)
     finally:
         os.killpg(server.pid, 15)  # the server and the run processes it launched
@@ -224,7 +207,3 @@ def wait_for_run(instance: DagsterInstance, timeout: float = 420):
             return runs[0]
         time.sleep(2)
     raise AssertionError(f"no finished run after {timeout} s: {instance.get_runs()}")
-
-
-def _tail(path: Path) -> str:
-    return path.read_text(errors="replace")[-3000:]

@@ -12,7 +12,7 @@ import pytest
 from cvm210_assets.cli import main
 from cvm210_assets.demo import DESIGN_QUERY
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
-from cvm210_assets_tests.conftest import Pipeline
+from cvm210_assets_tests.conftest import Pipeline, cli_env
 from cvm210_assets_tests.reference import expected_month
 
 
@@ -90,7 +90,6 @@ def main_demo(lake: str, said: list[str]) -> bool:
 @pytest.mark.spark  # the documented command starts Spark in its own process
 def test_documented_command_line_run_with_environment_variables(fake_cvm, tmp_path) -> None:
     """The README's `dagster asset materialize` command, configured only by the environment."""
-    import os
     import subprocess
     import sys
 
@@ -99,13 +98,7 @@ def test_documented_command_line_run_with_environment_variables(fake_cvm, tmp_pa
     csv_bytes = generate_month(MonthSpec(2024, 3, "b", n_funds=40, seed=4, dirt=True))
     fake_cvm.publish_month(2024, 3, csv_bytes)
     lake = tmp_path / "lake"
-    env = {
-        **os.environ,
-        "CVM210_SOURCE_URL": fake_cvm.base_url,
-        "CVM210_LAKE_URI": str(lake),
-        "CVM210_SPARK_SHUFFLE_PARTITIONS": "2",
-        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
-    }
+    env = cli_env(fake_cvm, lake, tmp_path / "dagster_home")
     (tmp_path / "dagster_home").mkdir()
     command = [
         sys.executable, "-m", "dagster", "asset", "materialize",

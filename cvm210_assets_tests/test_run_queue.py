@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import requests
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
 from cvm210_assets.fake_cvm.server import FakeCvm
 from cvm210_assets.partitions import MONTH_POOL
+from cvm210_assets_tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DG = str(Path(sys.executable).parent / "dg")
@@ -44,12 +44,6 @@ query Runs($ids: [String!]) {
   }
 }"""
 ASSETS = "{ assetNodes { assetKey { path } pools } }"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _query(url: str, query: str, **variables: object) -> dict:
@@ -79,7 +73,7 @@ def test_two_runs_of_one_month_launched_together_run_one_after_the_other(
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").symlink_to(ROOT / "dagster.yaml")
-    port = _free_port()
+    port = free_port()
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     env = {
         **os.environ,
