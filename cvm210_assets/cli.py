@@ -7,6 +7,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
+from cvm210_assets.lake.table_catalog import TABLES, view_names
 from cvm210_assets.settings import Settings
 
 if TYPE_CHECKING:
@@ -20,9 +21,7 @@ def _lake_tables(lake_uri: str | None) -> DeltaRsTables:
     from cvm210_assets.resources import Lake
 
     uri = lake_uri or Settings.from_env().lake_uri
-    from cvm210_assets.lake.tables import DeltaRsTables
-
-    return DeltaRsTables(Lake(uri=uri, s3=S3Resource()).storage)
+    return Lake(uri=uri, s3=S3Resource()).tables
 
 
 def _on_spark(lake: str | None, query: str) -> tuple[list[str], list[tuple]]:
@@ -32,7 +31,6 @@ def _on_spark(lake: str | None, query: str) -> tuple[list[str], list[tuple]]:
 
     from pyspark.sql import SparkSession
 
-    from cvm210_assets.lake.tables import TABLES
     from cvm210_assets.resources import jar_groups, session_jars, spark_config
     from cvm210_assets.sql import run_spark
 
@@ -153,10 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     sql = commands.add_parser(
         "sql",
         help="run SQL over the lake",
-        description="Tables: cvm_p210.bronze_inf_diario, cvm_p210.silver_inf_diario,"
-        " cvm_p210.silver_rejects, cvm_p210.silver_changes, cvm_p210.gold_cvm210_analytics"
-        " (also bronze, silver, silver_rejects, silver_changes, gold_kpis). Column names are"
-        " case-insensitive. Besides queries"
+        description=f"Tables: {', '.join(view_names())}"
+        f" (also {', '.join(TABLES)}). Column names are case-insensitive. Besides queries"
         " (with <table> VERSION AS OF n or TIMESTAMP AS OF '<UTC time>'): DESCRIBE HISTORY"
         " <table> [LIMIT n]; OPTIMIZE <table> [ZORDER BY (column, ...)]; RESTORE [TABLE]"
         " <table> TO VERSION AS OF n.",

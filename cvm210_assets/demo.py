@@ -16,7 +16,6 @@ from cvm210_assets.assets.registry import CvmRegistry, fund_registry
 from cvm210_assets.definitions import ASSETS
 from cvm210_assets.fake_cvm.demo_site import REGISTRY_PATH, publish_demo
 from cvm210_assets.fake_cvm.server import FakeCvm
-from cvm210_assets.lake.tables import DeltaRsTables
 from cvm210_assets.resources import build_resources
 from cvm210_assets.settings import Settings
 from cvm210_assets.settings import lake_uri as resolve_lake
@@ -77,7 +76,7 @@ def run_demo(
             say("fund_registry failed; see the errors above.")
             return False
     say(f"\nLake: {settings.lake_uri}\n\n{DESIGN_QUERY}\n")
-    connection = connect(DeltaRsTables(resources["lake"].storage))
+    connection = connect(resources["lake"].tables)
     columns, rows = run(connection, DESIGN_QUERY)
     say(render(columns, rows, "table"))
     say(f"\n{NAMES_QUERY}\n")

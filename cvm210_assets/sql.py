@@ -25,12 +25,22 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from cvm210_assets.lake import maintenance
-from cvm210_assets.lake.tables import TABLES, DeltaRsTables
+from cvm210_assets.lake.table_catalog import (
+    GOLD_FUNDOS_VIEW,
+    GOLD_TABLE,
+    LAKE_TABLES,
+    REGISTRY_TABLE,
+    SILVER_TABLE,
+    SQL_SCHEMA,
+    TABLES,
+    LakeTable,
+    sql_names,
+)
+from cvm210_assets.lake.tables import DeltaRsTables
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-SCHEMA = "cvm_p210"
 Result = tuple[list[str], list[tuple[Any, ...]]]
 
 
@@ -50,26 +60,18 @@ class View:
     columns: Mapping[str, str] = field(default_factory=dict)
 
 
-VIEWS: dict[str, View] = {
-    "bronze_inf_diario": View("bronze"),
-    "silver_inf_diario": View("silver", {"dh_processamento_silver": "t.dh_processamento"}),
-    "silver_rejects": View("silver_rejects"),
-    "silver_changes": View("silver_changes"),
-    "outflow_alerts": View("outflow_alerts"),
-    "alert_deliveries": View("alert_deliveries"),
-    "gold_cvm210_analytics": View(
-        "gold_kpis",
-        {
-            "dias_negociacao": "t.dias_com_informe",
-            "valor_total_movimentado": "t.total_captacao + t.total_resgate",
-            # A return in percent. The original's (max − min) ÷ min was a range: see README.
-            "variacao_cota_mes": "100 * t.variacao_cota",
-            "dh_geracao_analytics": "t.dh_processamento",
-        },
-    ),
-    "fund_registry": View("fund_registry"),
-    "gold_breakdowns": View("gold_breakdowns"),
+# The original design's columns that a table's own lack, by table.
+EXTRA_COLUMNS: dict[LakeTable, dict[str, str]] = {
+    SILVER_TABLE: {"dh_processamento_silver": "t.dh_processamento"},
+    GOLD_TABLE: {
+        "dias_negociacao": "t.dias_com_informe",
+        "valor_total_movimentado": "t.total_captacao + t.total_resgate",
+        # A return in percent. The original's (max − min) ÷ min was a range: see README.
+        "variacao_cota_mes": "100 * t.variacao_cota",
+        "dh_geracao_analytics": "t.dh_processamento",
+    },
 }
+VIEWS: dict[str, View] = {t.view: View(t.name, EXTRA_COLUMNS.get(t, {})) for t in LAKE_TABLES}
 
 # The registry's columns that gold_fundos adds to each gold row.
 REGISTRY_COLUMNS = (
@@ -93,16 +95,18 @@ def gold_fundos_sql(relations: Mapping[str, str]) -> str:
         for c in REGISTRY_COLUMNS
     ]
     return (
-        f"SELECT g.*, {', '.join(picked)} FROM {relations['gold_kpis']} AS g"
-        f" LEFT JOIN {relations['fund_registry']} AS s"
+        f"SELECT g.*, {', '.join(picked)} FROM {relations[GOLD_TABLE.name]} AS g"
+        f" LEFT JOIN {relations[REGISTRY_TABLE.name]} AS s"
         " ON s.cnpj_fundo = g.cnpj_fundo AND s.id_subclasse = g.id_subclasse"
-        f" LEFT JOIN {relations['fund_registry']} AS c"
+        f" LEFT JOIN {relations[REGISTRY_TABLE.name]} AS c"
         " ON c.cnpj_fundo = g.cnpj_fundo AND c.id_subclasse IS NULL"
     )
 
 
 # Views over several tables: name -> (the tables, its SELECT over them).
-JOINED_VIEWS = {"gold_fundos": (("gold_kpis", "fund_registry"), gold_fundos_sql)}
+JOINED_VIEWS = {
+    GOLD_FUNDOS_VIEW.view: (tuple(t.name for t in GOLD_FUNDOS_VIEW.tables), gold_fundos_sql)
+}
 
 
 def _joined_views(relations: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -124,13 +128,13 @@ def spark_view_statements(relations: Mapping[str, str]) -> list[str]:
     """CREATE VIEW statements of `cvm_p210.*` for Spark SQL over `relations` (Delta table ->
     Spark's name for it, e.g. delta_relations(lake_uri) on Databricks)."""
     return (
-        [f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"]
+        [f"CREATE SCHEMA IF NOT EXISTS {SQL_SCHEMA}"]
         + [
-            f"CREATE OR REPLACE VIEW {SCHEMA}.{name} AS {view_sql(name, relations)}"
+            f"CREATE OR REPLACE VIEW {SQL_SCHEMA}.{name} AS {view_sql(name, relations)}"
             for name, view in VIEWS.items()
             if view.table in relations
         ]
-        + [f"CREATE OR REPLACE VIEW {SCHEMA}.{n} AS {q}" for n, q in _joined_views(relations)]
+        + [f"CREATE OR REPLACE VIEW {SQL_SCHEMA}.{n} AS {q}" for n, q in _joined_views(relations)]
     )
 
 
@@ -152,21 +156,19 @@ def spark_statements(lake_uri: str, tables: Iterable[str] = TABLES) -> list[str]
     (registered by location; there `dh_processamento_silver` is `dh_processamento`), and the
     other names are the views."""
     tables = list(tables)
-    silver = VIEWS["silver_inf_diario"].table
     registered = []
-    if silver in tables:
-        location = f"{lake_uri.rstrip('/')}/{silver}"
+    if SILVER_TABLE.name in tables:
+        location = f"{lake_uri.rstrip('/')}/{SILVER_TABLE.name}"
         registered.append(
-            f"CREATE TABLE IF NOT EXISTS {SCHEMA}.silver_inf_diario USING DELTA"
-            f" LOCATION '{location}'"
+            f"CREATE TABLE IF NOT EXISTS {SILVER_TABLE.sql_name} USING DELTA LOCATION '{location}'"
         )
     return [
-        f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
+        f"CREATE SCHEMA IF NOT EXISTS {SQL_SCHEMA}",
         *registered,
         *(
             s
             for s in spark_view_statements(delta_relations(lake_uri, tables))[1:]
-            if f" {SCHEMA}.silver_inf_diario " not in s
+            if f" {SILVER_TABLE.sql_name} " not in s
         ),
     ]
 
@@ -200,14 +202,14 @@ def _register(
 def connect(tables: DeltaRsTables) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with a view per Delta table that exists, under both names."""
     con = duckdb.connect()
-    con.execute(f"CREATE SCHEMA {SCHEMA}")
+    con.execute(f"CREATE SCHEMA {SQL_SCHEMA}")
     registered = {t: _register(con, tables, t, None) for t in TABLES}
     relations = {t: name for t, name in registered.items() if name is not None}
     for name, view in VIEWS.items():
         if view.table in relations:
-            con.execute(f"CREATE VIEW {SCHEMA}.{name} AS {view_sql(name, relations)}")
+            con.execute(f"CREATE VIEW {SQL_SCHEMA}.{name} AS {view_sql(name, relations)}")
     for name, select in _joined_views(relations):
-        con.execute(f"CREATE VIEW {SCHEMA}.{name} AS {select}")
+        con.execute(f"CREATE VIEW {SQL_SCHEMA}.{name} AS {select}")
     for table, relation in relations.items():
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM {relation}")
     return con
@@ -269,7 +271,7 @@ def tokenize(statement: str) -> list[Token]:
 def _table(parts: Sequence[Token]) -> str | None:
     """The Delta table that `[cvm_p210.]name` or a table's own name refers to."""
     names = [p.name for p in parts]
-    if len(names) == 2 and names[0] == SCHEMA and names[1] in VIEWS:
+    if len(names) == 2 and names[0] == SQL_SCHEMA and names[1] in VIEWS:
         return VIEWS[names[1]].table
     if len(names) == 1 and names[0] in TABLES:
         return names[0]
@@ -277,7 +279,7 @@ def _table(parts: Sequence[Token]) -> str | None:
 
 
 def _known() -> str:
-    return ", ".join([*(f"{SCHEMA}.{n}" for n in (*VIEWS, *JOINED_VIEWS)), *TABLES])
+    return ", ".join(sql_names())
 
 
 def _timestamp(literal: Token) -> dt.datetime:

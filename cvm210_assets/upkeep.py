@@ -28,24 +28,10 @@ from cvm210_assets.lake.maintenance import (
     keep_time_travel,
     vacuum,
 )
-from cvm210_assets.lake.tables import DeltaRsTables
+from cvm210_assets.lake.table_catalog import LAKE_TABLES
 from cvm210_assets.partitions import CVM_TIMEZONE
 from cvm210_assets.resources import Lake
 
-# table -> (the asset that writes it, Z-order columns: the filters users query by)
-PLAN: dict[str, tuple[str, tuple[str, ...]]] = {
-    "bronze": ("bronze", ()),
-    "silver": ("silver", ("cnpj_fundo", "dt_comptc")),
-    "silver_rejects": ("silver", ()),
-    "silver_changes": ("silver", ("cnpj_fundo",)),
-    "gold_kpis": ("gold_kpis", ("cnpj_fundo",)),
-    "gold_breakdowns": ("gold_breakdowns", ()),
-    "outflow_alerts": ("outflow_alerts", ()),
-    # One small append per message sent: the table that fragments most.
-    "alert_deliveries": ("alert_deliveries", ()),
-    # Replaced whole every day: nothing to compact, old versions to vacuum.
-    "fund_registry": ("fund_registry", ()),
-}
 DEFAULT_CRON = "0 3 * * 0"  # Sundays 03:00 São Paulo: no CVM publication, no daily run
 
 
@@ -63,9 +49,12 @@ def time_travel(env: Mapping[str, str] = os.environ) -> dt.timedelta:
 @op(description="Compact fragmented months (Z-ordered by fund) and vacuum, table by table.")
 def maintain_tables(context: OpExecutionContext, lake: Lake) -> None:
     # Maintenance goes through delta-rs wherever the steps run: it is file work, no Spark.
-    tables = DeltaRsTables(lake.storage)
+    tables = lake.tables
     keep = time_travel()
-    for table, (asset, zorder_by) in PLAN.items():
+    # Each table Z-ordered by the filters users query it by (lake/table_catalog.py), and
+    # observed on the asset that writes it.
+    for entry in LAKE_TABLES:
+        table, asset, zorder_by = entry.name, entry.asset, entry.zorder_by
         if tables.version(table) is None:
             continue
         before = file_figures(tables, table)

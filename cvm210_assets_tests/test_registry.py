@@ -24,7 +24,6 @@ from cvm210_assets.assets.registry import (
     CNPJ_14_DIGITS,
     GOLD_COVERAGE,
     ONE_ROW_PER_KEY,
-    STATE_KEY,
     CvmRegistry,
     evaluate,
     fund_registry,
@@ -382,7 +381,8 @@ def test_fund_registry_from_the_fake_cvm_kept_by_version_and_skipped_when_unchan
     # Every version kept by sha256, with its record; the table is one commit.
     storage = pipeline.resources["lake"].storage
     zip_keys = storage.list("raw/cad/registro_fundo_classe/")
-    state = json.loads(storage.read_bytes(STATE_KEY))
+    # Where lakes have kept it since the registry began: StateStore reads it there.
+    state = json.loads(storage.read_bytes("_state/fund_registry/latest.json"))
     assert f"raw/cad/registro_fundo_classe/{state['registry_sha256']}.zip" in zip_keys
     assert f"raw/cad/cad_fi/{state['cad_fi_sha256']}.csv" in storage.list("raw/cad/cad_fi/")
     version = pipeline.tables.version("fund_registry")

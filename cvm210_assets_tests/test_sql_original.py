@@ -26,7 +26,8 @@ from cvm210_assets.fake_cvm.server import FakeCvm
 from cvm210_assets.lake.maintenance import keep_time_travel
 from cvm210_assets.lake.schemas import GOLD
 from cvm210_assets.lake.storage import LocalStorage
-from cvm210_assets.lake.tables import TABLES, DeltaRsTables
+from cvm210_assets.lake.table_catalog import TABLES
+from cvm210_assets.lake.tables import DeltaRsTables
 from cvm210_assets.partitions import Month
 from cvm210_assets.sql import VIEWS, chart_data, execute, render, run_spark
 from cvm210_assets_tests.conftest import fragment_month, make_pipeline

@@ -20,12 +20,12 @@ from deltalake import write_deltalake
 
 from cvm210_assets.alerts.config import Advisor, AlertRules, load_rules, load_watchlist
 from cvm210_assets.alerts.messages import Delivery, email_message, webhook_body
+from cvm210_assets.lake.table_catalog import DELIVERIES_TABLE
 from cvm210_assets.lake.tables import DeltaRsTables
 from cvm210_assets.partitions import Month
 
 SMTP_SECURITY = ("starttls", "ssl", "none")
 SMTP_PASSWORD_ENV = "CVM210_SMTP_PASSWORD"
-DELIVERY_LOG = "alert_deliveries"
 DELIVERY_LOG_SCHEMA = pa.schema(
     [
         ("alert_id", pa.string()),
@@ -183,7 +183,7 @@ def scrub(text: str, secrets: list[str]) -> str:
 
 def delivered(tables: DeltaRsTables, month: Month) -> set[tuple[str, str, str]]:
     """(alert id, advisor, channel) of the month's successful sends."""
-    log = tables.read_month_arrow(DELIVERY_LOG, month)
+    log = tables.read_month_arrow(DELIVERIES_TABLE.name, month)
     if log is None:
         return set()
     return {(r["alert_id"], r["assessor"], r["canal"]) for r in log.to_pylist()}
@@ -204,9 +204,9 @@ def record(tables: DeltaRsTables, delivery: Delivery, sent_at: dt.datetime) -> N
         "mes": alert["mes"],
     }
     write_deltalake(
-        tables.uri(DELIVERY_LOG),
+        tables.uri(DELIVERIES_TABLE.name),
         pa.Table.from_pylist([row], schema=DELIVERY_LOG_SCHEMA),
         mode="append",
-        partition_by=["ano", "mes"],
+        partition_by=list(DELIVERIES_TABLE.partition_by),
         storage_options=tables.options,
     )

@@ -23,7 +23,6 @@ from dagster_pyspark import LazyPySparkResource
 
 from cvm210_assets import PIPELINE_VERSION
 from cvm210_assets.alerts.channels import (
-    DELIVERY_LOG,
     AlertDelivery,
     DeliveryError,
     OutflowRules,
@@ -60,14 +59,20 @@ from cvm210_assets.assets.monthly import (
 )
 from cvm210_assets.assets.silver import SILVER_ASSET
 from cvm210_assets.lake.schemas import in_schema
+from cvm210_assets.lake.table_catalog import (
+    ALERTS_TABLE,
+    DELIVERIES_TABLE,
+    GOLD_TABLE,
+    REGISTRY_TABLE,
+    SILVER_TABLE,
+)
 from cvm210_assets.partitions import MONTH_POOL, Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.transforms.alerts import OUTFLOW_ALERTS, RULES
 from cvm210_assets.transforms.alerts import outflow_alerts as alert_rows
 
-ALERTS_ASSET = "outflow_alerts"
-DELIVERIES_ASSET = "alert_deliveries"
-REGISTRY_TABLE = "fund_registry"
+ALERTS_ASSET = ALERTS_TABLE.asset
+DELIVERIES_ASSET = DELIVERIES_TABLE.asset
 REGISTRY_COLUMNS = [
     "cnpj_fundo",
     "id_subclasse",
@@ -81,7 +86,7 @@ REGISTRY_COLUMNS = [
 
 @asset(
     # fund_registry by key: its names and managers label the alerts when it exists.
-    deps=[SILVER_ASSET, GOLD_ASSET, "fund_registry"],
+    deps=[SILVER_ASSET, GOLD_ASSET, REGISTRY_TABLE.asset],
     partitions_def=monthly_partitions,
     pool=MONTH_POOL,
     backfill_policy=BackfillPolicy.single_run(),
@@ -90,7 +95,7 @@ REGISTRY_COLUMNS = [
     code_version=PIPELINE_VERSION,
     metadata={
         "dagster/column_schema": table_schema(OUTFLOW_ALERTS),
-        "dagster/table_name": "cvm_p210.outflow_alerts",
+        "dagster/table_name": ALERTS_TABLE.sql_name,
     },
     description=(
         "Funds whose month crossed an outflow rule (CVM210_ALERT_RULES): net outflow as a share"
@@ -122,7 +127,7 @@ class OutflowAlerts(MonthlyAsset):
         return {
             **fingerprint(upstream["source_sha256"]),
             "rules_sha256": self.rules.fingerprint(),
-            "fund_registry_version": str(lake.tables.version(REGISTRY_TABLE)),
+            "fund_registry_version": str(lake.tables.version(REGISTRY_TABLE.name)),
         }
 
     def unchanged_metadata(self, previous: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,10 +137,10 @@ class OutflowAlerts(MonthlyAsset):
     def judge(self, work: Work, plans: Sequence[Plan]) -> Iterator[Judged]:
         (plan,) = plans
         month, spark, tables = plan.month, work.spark, work.tables
-        registry_version = work.lake.tables.version(REGISTRY_TABLE)
+        registry_version = work.lake.tables.version(REGISTRY_TABLE.name)
         frame = alert_rows(
-            tables.read_months(GOLD_ASSET, [month]),
-            tables.read_months(SILVER_ASSET, [month]),
+            tables.read_months(GOLD_TABLE.name, [month]),
+            tables.read_months(SILVER_TABLE.name, [month]),
             self.rules,
             PIPELINE_VERSION,
             now_utc(),
@@ -145,17 +150,17 @@ class OutflowAlerts(MonthlyAsset):
         registry = (
             None
             if registry_version is None
-            else work.lake.tables.dataset(REGISTRY_TABLE).to_table(columns=REGISTRY_COLUMNS)
+            else work.lake.tables.dataset(REGISTRY_TABLE.name).to_table(columns=REGISTRY_COLUMNS)
         )
         named = with_registry(frame.toArrow(), registry)
 
         def write(passed: Sequence[Plan]) -> dict[Month, Written]:
             version = tables.replace_months(
-                ALERTS_ASSET,
+                ALERTS_TABLE.name,
                 in_schema(spark.createDataFrame(named), OUTFLOW_ALERTS),
                 [month],
                 commit_metadata(passed),
-                cluster_by=("cnpj_fundo", "id_subclasse"),
+                cluster_by=ALERTS_TABLE.cluster_by,
             ).version
             rows = named.to_pylist()
             by_rule = Counter(rule for r in rows for rule in r["regras"].split(","))
@@ -168,7 +173,7 @@ class OutflowAlerts(MonthlyAsset):
                     else "absent: alerts carry no names"
                 ),
                 "delta_version": version,
-                "table": MetadataValue.path(tables.uri(ALERTS_ASSET)),
+                "table": MetadataValue.path(tables.uri(ALERTS_TABLE.name)),
             }
             return {month: Written({"rows": len(rows), "by_rule": dict(by_rule)}, metadata)}
 
@@ -211,7 +216,7 @@ class DeliveryConfig(Config):
                 TableColumn("mes", "int", "Month of the alert's month"),
             ]
         ),
-        "dagster/table_name": "cvm_p210.alert_deliveries",
+        "dagster/table_name": DELIVERIES_TABLE.sql_name,
     },
     partitions_def=monthly_partitions,
     pool=MONTH_POOL,
@@ -248,7 +253,7 @@ def _deliver(
 ) -> MonthResult:
     tables = lake.tables  # deliveries run where Dagster runs, never on Spark
     advisors = channels.advisors()
-    alerts = tables.read_month_arrow(ALERTS_ASSET, month)
+    alerts = tables.read_month_arrow(ALERTS_TABLE.name, month)
     rows = [] if alerts is None else alerts.to_pylist()
     rows = [{**r, "ano": month.ano, "mes": month.mes} for r in rows]
     with lake.month_lock(month, owner=run_label(context)):
@@ -300,6 +305,6 @@ def _deliver(
             **summary,
             "sent": sent,
             "deliveries": table,
-            "delivery_log": MetadataValue.path(tables.uri(DELIVERY_LOG)),
+            "delivery_log": MetadataValue.path(tables.uri(DELIVERIES_TABLE.name)),
         },
     )

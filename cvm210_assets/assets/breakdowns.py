@@ -37,8 +37,9 @@ from cvm210_assets.assets.monthly import (
     commit_metadata,
     materialize,
 )
-from cvm210_assets.assets.registry import REGISTRY_ASSET, STATE_KEY
+from cvm210_assets.assets.registry import REGISTRY_ASSET
 from cvm210_assets.lake.schemas import FUND_REGISTRY, GOLD_BREAKDOWNS, literal_frame
+from cvm210_assets.lake.table_catalog import BREAKDOWNS_TABLE, GOLD_TABLE, REGISTRY_TABLE
 from cvm210_assets.partitions import MONTH_POOL, Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.transforms.breakdowns import (
@@ -49,7 +50,7 @@ from cvm210_assets.transforms.breakdowns import (
     breakdowns,
 )
 
-BREAKDOWNS_ASSET = "gold_breakdowns"
+BREAKDOWNS_ASSET = BREAKDOWNS_TABLE.asset
 WINDOW_MONTHS = max(WINDOWS)
 
 ADD_UP_TO_MARKET = Check(
@@ -94,7 +95,7 @@ def evaluate(rows: Sequence[Mapping[str, Any]]) -> list[Outcome]:
     check_specs=[c.spec(BREAKDOWNS_ASSET) for c in CHECKS],
     metadata={
         "dagster/column_schema": table_schema(GOLD_BREAKDOWNS),
-        "dagster/table_name": "cvm_p210.gold_breakdowns",
+        "dagster/table_name": BREAKDOWNS_TABLE.sql_name,
     },
     description=(
         "Per month: gross inflow, outflow, net flow and organic growth (net flow ÷ starting net"
@@ -127,10 +128,10 @@ class GoldBreakdowns(MonthlyAsset):
         (plan,) = plans
         month, spark, tables = plan.month, work.spark, work.tables
         present, _ = _inputs(work.lake, month)
-        gold = tables.read_months(GOLD_ASSET, present)
+        gold = tables.read_months(GOLD_TABLE.name, present)
         # The registry is written by delta-rs wherever Dagster runs; Delta Lake reads it here.
         columns = ["cnpj_fundo", "id_subclasse", *REGISTRY_COLUMNS]
-        registry = tables.read(REGISTRY_ASSET)
+        registry = tables.read(REGISTRY_TABLE.name)
         if registry is None:
             schema = StructType([FUND_REGISTRY[c] for c in columns])
             registry = literal_frame(spark, [], schema)
@@ -143,22 +144,22 @@ class GoldBreakdowns(MonthlyAsset):
 
             def write(passed: Sequence[Plan]) -> dict[Month, Written]:
                 version = tables.replace_months(
-                    BREAKDOWNS_ASSET,
+                    BREAKDOWNS_TABLE.name,
                     frame,
                     [month],
                     commit_metadata(passed),
-                    cluster_by=("escopo", "dimensao", "valor"),
+                    cluster_by=BREAKDOWNS_TABLE.cluster_by,
                 ).version
                 metadata = {
                     "dagster/row_count": len(rows),
-                    "registry_present": tables.version(REGISTRY_ASSET) is not None,
+                    "registry_present": tables.version(REGISTRY_TABLE.name) is not None,
                     "months_in_gold": ", ".join(m.key for m in present),
                     **{
                         f"window_{n}m_complete": sum(m >= month.shift(1 - n) for m in present) == n
                         for n in WINDOWS
                     },
                     "delta_version": version,
-                    "table": MetadataValue.path(tables.uri(BREAKDOWNS_ASSET)),
+                    "table": MetadataValue.path(tables.uri(BREAKDOWNS_TABLE.name)),
                     **{f"net_flow_by_{d}": _top(rows, d) for d in DIMENSIONS},
                 }
                 record = {"rows": len(rows), "delta_version": version}
@@ -175,10 +176,10 @@ def _inputs(lake: Lake, month: Month) -> tuple[list[Month], str]:
     state = lake.state
     window = [month.shift(-k) for k in range(WINDOW_MONTHS - 1, -1, -1)]
     records = {m: state.get(GOLD_ASSET, m) for m in window}
-    registry = lake.storage.read_bytes(STATE_KEY)
+    registry = state.get(REGISTRY_ASSET)
     inputs = {
         "gold": {m.key: [r["source_sha256"], r["delta_version"]] for m, r in records.items() if r},
-        "registry": json.loads(registry)["delta_version"] if registry else None,
+        "registry": registry["delta_version"] if registry else None,
     }
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
     return [m for m in window if records[m]], digest

@@ -28,6 +28,7 @@ from cvm210_assets.assets.monthly import (
 )
 from cvm210_assets.lake.schemas import BRONZE_LINEAGE, PARTITION_COLUMNS
 from cvm210_assets.lake.spark_tables import first_lines_by_month, months_predicate
+from cvm210_assets.lake.table_catalog import BRONZE_TABLE
 from cvm210_assets.partitions import MONTH_POOL, Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.source.layouts import LAYOUTS
@@ -38,7 +39,7 @@ from cvm210_assets.transforms.bronze import (
     read_lines,
 )
 
-BRONZE = "bronze"
+BRONZE = BRONZE_TABLE.asset
 
 ALL_LINES_LOADED = Check(
     "all_csv_rows_loaded",
@@ -61,7 +62,7 @@ CHECKS = (ALL_LINES_LOADED,)
             BRONZE_LINEAGE,
             extra=[("<source columns>", "string", "Every column of the CSV header, as read")],
         ),
-        "dagster/table_name": "cvm_p210.bronze_inf_diario",
+        "dagster/table_name": BRONZE_TABLE.sql_name,
     },
     description=(
         "Delta table of the CSV rows as read: source columns as text (new columns arrive by"
@@ -126,7 +127,9 @@ class Bronze(MonthlyAsset):
             months = [p.month for p in passed]
             keep = rows.where(months_predicate(months)) if len(passed) < len(plans) else rows
             commit = commit_metadata(passed)
-            version = work.tables.replace_months(BRONZE, keep, months, commit).version
+            version = work.tables.replace_months(
+                BRONZE_TABLE.name, keep, months, commit, cluster_by=BRONZE_TABLE.cluster_by
+            ).version
             previews = first_lines_by_month(keep, 5)
             return {
                 p.month: Written(
@@ -140,7 +143,7 @@ class Bronze(MonthlyAsset):
                     metadata={
                         "dagster/row_count": counts.get(p.month, 0),
                         "delta_version": version,
-                        "table": MetadataValue.path(work.tables.uri(BRONZE)),
+                        "table": MetadataValue.path(work.tables.uri(BRONZE_TABLE.name)),
                         "layout": layout.name,
                         "source": csvs[p.month]["csv_key"],
                         "source_sha256": csvs[p.month]["csv_sha256"],

@@ -24,12 +24,13 @@ from cvm210_assets.assets.silver import SILVER_ASSET
 from cvm210_assets.lake.raw_zone import csv_key
 from cvm210_assets.lake.schemas import GOLD
 from cvm210_assets.lake.spark_tables import first_rows_by_month, months_predicate
+from cvm210_assets.lake.table_catalog import GOLD_TABLE, SILVER_TABLE
 from cvm210_assets.partitions import MONTH_POOL, Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.transforms.gold import kpis, month_sources
 from cvm210_assets.transforms.quality import GoldQuality, gold_quality, silver_totals
 
-GOLD_ASSET = "gold_kpis"
+GOLD_ASSET = GOLD_TABLE.asset
 
 TOTALS_MATCH_SILVER = Check(
     "gold_totals_equal_silver_sums",
@@ -68,7 +69,7 @@ def evaluate(quality: GoldQuality) -> list[Outcome]:
     check_specs=[c.spec(GOLD_ASSET) for c in CHECKS],
     metadata={
         "dagster/column_schema": table_schema(GOLD),
-        "dagster/table_name": "cvm_p210.gold_cvm210_analytics",
+        "dagster/table_name": GOLD_TABLE.sql_name,
     },
     description=(
         "One row per fund (class or subclass) and month: inflows, outflows, net flow, average"
@@ -99,7 +100,7 @@ class GoldKpis(MonthlyAsset):
         tables, months = work.tables, [p.month for p in plans]
         # Silver is read twice (KPIs, then the sums the check compares them with, independently):
         # each read prunes to the columns it needs, cheaper than caching the months.
-        source = tables.read_months(SILVER_ASSET, months)
+        source = tables.read_months(SILVER_TABLE.name, months)
         sources = month_sources(
             work.spark, {p.month: (csv_key(p.month), p.wanted["source_sha256"]) for p in plans}
         )
@@ -115,11 +116,11 @@ class GoldKpis(MonthlyAsset):
                     rows.where("fluxo_liquido < 0"), 10, ["fluxo_liquido"]
                 )
                 version = tables.replace_months(
-                    GOLD_ASSET,
+                    GOLD_TABLE.name,
                     rows,
                     done,
                     commit_metadata(passed),
-                    cluster_by=("cnpj_fundo", "id_subclasse"),
+                    cluster_by=GOLD_TABLE.cluster_by,
                 ).version
                 flows = {m: quality[m].net_flow for m in done}
                 return {
@@ -169,7 +170,7 @@ def _written(
             "net_flow_total": str(net_flow),
             "outflow_total": str(outflow),
             "delta_version": version,
-            "table": MetadataValue.path(work.tables.uri(GOLD_ASSET)),
+            "table": MetadataValue.path(work.tables.uri(GOLD_TABLE.name)),
             "largest_net_outflows": markdown_table(
                 [
                     {**r, "fluxo_liquido_pct_pl": percent(r["fluxo_liquido_pct_pl"])}

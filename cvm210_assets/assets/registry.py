@@ -5,7 +5,6 @@ whole in one commit. No Spark: the files are small, and the step runs where Dags
 (through delta-rs in every deployment, as the lake's maintenance does).
 """
 
-import json
 import os
 import tempfile
 from collections.abc import Mapping
@@ -38,9 +37,9 @@ from cvm210_assets.assets.common import (
     table_schema,
 )
 from cvm210_assets.assets.gold import GOLD_ASSET
-from cvm210_assets.lake.raw_zone import STATE_PREFIX
+from cvm210_assets.lake.raw_zone import StateStore
 from cvm210_assets.lake.schemas import FUND_REGISTRY, FUND_REGISTRY_KEY
-from cvm210_assets.lake.storage import LakeStorage
+from cvm210_assets.lake.table_catalog import GOLD_TABLE, REGISTRY_TABLE
 from cvm210_assets.lake.tables import DeltaRsTables
 from cvm210_assets.partitions import Month
 from cvm210_assets.resources import CvmSource, Lake
@@ -61,8 +60,7 @@ from cvm210_assets.transforms.registry import (
     read_csv,
 )
 
-REGISTRY_ASSET = "fund_registry"
-STATE_KEY = f"{STATE_PREFIX}/{REGISTRY_ASSET}/latest.json"
+REGISTRY_ASSET = REGISTRY_TABLE.asset
 # Below this share of gold's funds with a registry entry, names are missing where users look.
 MIN_GOLD_COVERAGE = 0.9
 
@@ -135,15 +133,12 @@ def evaluate(registry: pa.Table, gold: pa.Table | None, gold_month: Month | None
     ]
 
 
-def _latest_gold(
-    storage: LakeStorage, tables: DeltaRsTables
-) -> tuple[Month | None, pa.Table | None]:
+def _latest_gold(state: StateStore, tables: DeltaRsTables) -> tuple[Month | None, pa.Table | None]:
     """gold_kpis' latest month (from its state records) and that month's keys."""
-    records = [k for k in storage.list(f"{STATE_PREFIX}/{GOLD_ASSET}/") if k.endswith(".json")]
-    if not records:
+    months = state.months(GOLD_ASSET)
+    if not months:
         return None, None
-    month = Month.from_key(Path(records[-1]).stem)
-    return month, tables.read_month_arrow(GOLD_ASSET, month)
+    return months[-1], tables.read_month_arrow(GOLD_TABLE.name, months[-1])
 
 
 @asset(
@@ -156,7 +151,7 @@ def _latest_gold(
     ],
     metadata={
         "dagster/column_schema": table_schema(FUND_REGISTRY),
-        "dagster/table_name": "cvm_p210.fund_registry",
+        "dagster/table_name": REGISTRY_TABLE.sql_name,
     },
     description=(
         "Who each fund is: name, type, CVM and ANBIMA class, manager, administrator, status and"
@@ -168,8 +163,7 @@ def _latest_gold(
 def fund_registry(
     context: AssetExecutionContext, cvm: CvmSource, cvm_registry: CvmRegistry, lake: Lake
 ):
-    storage = lake.storage
-    tables = DeltaRsTables(storage)
+    storage, state, tables = lake.storage, lake.state, lake.tables
     with tempfile.TemporaryDirectory(prefix="cvm210-cad-") as tmp:
         workdir = Path(tmp)
         zipped = capture(cvm_registry.zip_url, cvm.fetch, storage, workdir)
@@ -187,9 +181,8 @@ def fund_registry(
             "cad_fi_sha256": cad.sha256,
             "cad_fi_last_modified": cad.last_modified or "",
         }
-        data = storage.read_bytes(STATE_KEY)
-        previous = json.loads(data) if data else None
-        if is_current(previous, wanted) and tables.version(REGISTRY_ASSET) is not None:
+        previous = state.get(REGISTRY_ASSET)
+        if is_current(previous, wanted) and tables.version(REGISTRY_TABLE.name) is not None:
             context.log.info("CVM's registry files are unchanged; nothing to do")
             note = "unchanged input: verdict of the run that processed it"
             yield MaterializeResult(
@@ -209,7 +202,7 @@ def fund_registry(
         read_csv(CAD_FI, cad_bytes, CAD_FI_COLUMNS, CAD_FI_OPTIONAL),
         now_utc(),
     )
-    outcomes = evaluate(registry.table, *reversed(_latest_gold(storage, tables)))
+    outcomes = evaluate(registry.table, *reversed(_latest_gold(state, tables)))
     if blocking_failure(outcomes):
         yield from (o.result(REGISTRY_ASSET) for o in outcomes)  # on the version kept
         failed = [f"{o.check.name} failed {o.metadata}" for o in outcomes if not o.passed]
@@ -217,14 +210,14 @@ def fund_registry(
             f"{REGISTRY_ASSET} not written (the table keeps its previous version): "
             + "; ".join(failed)
         )
-    write = tables.replace_table(REGISTRY_ASSET, registry.table, wanted)
+    write = tables.replace_table(REGISTRY_TABLE.name, registry.table, wanted)
     record = {
         **wanted,
         "rows": registry.table.num_rows,
         "delta_version": write.version,
         "checks": [o.record() for o in outcomes],
     }
-    storage.write_bytes(STATE_KEY, json.dumps(record, sort_keys=True, indent=1).encode())
+    state.put(REGISTRY_ASSET, None, record)
     yield MaterializeResult(
         metadata=_metadata(registry.table, registry.ignored, write.version, tables) | sources
     )
@@ -242,7 +235,7 @@ def _metadata(
         "funds_of_funds": pc.sum(pc.fill_null(table.column("fundo_de_cotas"), False)).as_py() or 0,
         **{f"ignored_{name}": count for name, count in ignored.items()},
         "delta_version": version,
-        "table": MetadataValue.path(tables.uri(REGISTRY_ASSET)),
+        "table": MetadataValue.path(tables.uri(REGISTRY_TABLE.name)),
         "preview": markdown_table(
             table.slice(0, 10).to_pylist(),
             ["cnpj_fundo", "id_subclasse", "nome", "classe", "gestor", "administrador", "fonte"],

@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 from cvm210_assets.assets.common import markdown_table
 from cvm210_assets.lake.raw_zone import StateStore
 from cvm210_assets.lake.spark_tables import SparkDeltaTables, first_rows
+from cvm210_assets.lake.table_catalog import CHANGES_TABLE
 from cvm210_assets.partitions import Month
 from cvm210_assets.source.capture import RAW_ZIP
 from cvm210_assets.transforms.changes import (
@@ -26,8 +27,6 @@ from cvm210_assets.transforms.changes import (
     Restatement,
     restatement_changes,
 )
-
-CHANGES_TABLE = "silver_changes"
 
 
 def pending_restatement(
@@ -41,7 +40,7 @@ def pending_restatement(
     changes were already recorded by an earlier (interrupted) run."""
     if previous is None or previous["source_sha256"] == new_sha256:
         return None
-    recorded = state.get(CHANGES_TABLE, month)
+    recorded = state.get(CHANGES_TABLE.name, month)
     if recorded is not None and recorded["source_sha256"] == new_sha256:
         return None
     last_modified = (state.get(RAW_ZIP, month) or {}).get("last_modified")
@@ -69,7 +68,7 @@ def changes_rows(
     if before is None:
         before = after.limit(0)
     diff = restatement_changes(before, after, month, restatement)
-    earlier = tables.read_months(CHANGES_TABLE, [month], pinned=True)
+    earlier = tables.read_months(CHANGES_TABLE.name, [month], pinned=True)
     if earlier is None:
         return diff
     keep = F.col("arquivo_sha256_novo") != F.lit(restatement.new_sha256)
@@ -117,5 +116,7 @@ def restatement_metadata(summary: dict[str, Any] | None) -> dict[str, Any]:
             summary["largest"],
             ["cnpj_fundo", "id_subclasse", "dt_comptc", "mudanca", "variacao_fluxo_liquido"],
         ),
-        "changes_table": MetadataValue.text(f"{CHANGES_TABLE} (SQL: cvm_p210.silver_changes)"),
+        "changes_table": MetadataValue.text(
+            f"{CHANGES_TABLE.name} (SQL: {CHANGES_TABLE.sql_name})"
+        ),
     }

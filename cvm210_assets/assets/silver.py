@@ -28,7 +28,6 @@ from cvm210_assets.assets.monthly import (
     materialize,
 )
 from cvm210_assets.assets.restatements import (
-    CHANGES_TABLE,
     changes_rows,
     pending_restatement,
     restatement_metadata,
@@ -46,6 +45,12 @@ from cvm210_assets.lake.spark_tables import (
     first_rows_by_month,
     months_predicate,
 )
+from cvm210_assets.lake.table_catalog import (
+    BRONZE_TABLE,
+    CHANGES_TABLE,
+    REJECTS_TABLE,
+    SILVER_TABLE,
+)
 from cvm210_assets.partitions import MONTH_POOL, Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.source.layouts import LAYOUTS
@@ -59,8 +64,7 @@ from cvm210_assets.transforms.silver import (
     silver_rows,
 )
 
-SILVER_ASSET = "silver"
-REJECTS_TABLE = "silver_rejects"
+SILVER_ASSET = SILVER_TABLE.asset
 
 REQUIRED_FIELDS = Check(
     "required_fields_present", "Every silver row has cnpj_fundo, dt_comptc and vl_patrim_liq."
@@ -136,8 +140,8 @@ def evaluate(quality: SilverQuality, bronze_rows: int, rejected: int) -> list[Ou
     check_specs=[c.spec(SILVER_ASSET) for c in CHECKS],
     metadata={
         "dagster/column_schema": table_schema(SILVER),
-        "dagster/table_name": "cvm_p210.silver_inf_diario",
-        "rejects_table": "silver_rejects (SQL: cvm_p210.silver_rejects)",
+        "dagster/table_name": SILVER_TABLE.sql_name,
+        "rejects_table": f"{REJECTS_TABLE.name} (SQL: {REJECTS_TABLE.sql_name})",
         "rejects_columns": MetadataValue.table_schema(table_schema(SILVER_REJECTS)),
     },
     description=(
@@ -177,7 +181,7 @@ class Silver(MonthlyAsset):
         layout = LAYOUTS[plans[0].upstream["layout"]]
         months = [p.month for p in plans]
         processed_at = now_utc()
-        bronze_rows = tables.read_months(BRONZE, months)
+        bronze_rows = tables.read_months(BRONZE_TABLE.name, months)
         # Judged once and cached, the few repeated keys beside them: the checks, silver, its
         # rejects and the restatement's changes all join the two caches again (a broadcast).
         single = judge_rows(bronze_rows, layout).persist()
@@ -209,19 +213,27 @@ class Silver(MonthlyAsset):
                 commit = commit_metadata(passed)
                 # Rejects first: silver's state records are written last and mark a month done.
                 rejects_write = tables.replace_months(
-                    REJECTS_TABLE, ok_rejects, done, commit, cluster_by=("numero_linha",)
+                    REJECTS_TABLE.name,
+                    ok_rejects,
+                    done,
+                    commit,
+                    cluster_by=REJECTS_TABLE.cluster_by,
                 )
                 restated = passed[0] if passed[0].previous is not None else None
                 new_source = _new_source(passed[0])  # not just new code
                 if restated is None:  # new months: nothing to match
                     version = tables.replace_months(
-                        SILVER_ASSET, ok_clean, done, commit, SILVER_KEY
+                        SILVER_TABLE.name,
+                        ok_clean,
+                        done,
+                        commit,
+                        cluster_by=SILVER_TABLE.cluster_by,
                     ).version
                     changes = {m: _inserted(quality[m].rows) for m in done}
                 else:  # a restatement (or new code): changed rows updated, the others kept
                     _record_changes(work, restated, ok_clean, commit, processed_at)
                     merged = tables.merge_months(
-                        SILVER_ASSET, ok_clean, done, SILVER_KEY, SILVER_VALUES, commit
+                        SILVER_TABLE.name, ok_clean, done, SILVER_KEY, SILVER_VALUES, commit
                     )
                     version = merged.version
                     changes = {restated.month: _changes(merged.metrics)}
@@ -275,12 +287,12 @@ def _record_changes(
     )
     if restatement is None:
         return
-    changes = changes_rows(tables, month, restatement, SILVER_ASSET, clean)
+    changes = changes_rows(tables, month, restatement, SILVER_TABLE.name, clean)
     tables.replace_months(
-        CHANGES_TABLE, changes, [month], commit, cluster_by=("cnpj_fundo", "dt_comptc")
+        CHANGES_TABLE.name, changes, [month], commit, cluster_by=CHANGES_TABLE.cluster_by
     )
-    written = tables.read_months(CHANGES_TABLE, [month])
-    state.put(CHANGES_TABLE, month, summarize(written, restatement))
+    written = tables.read_months(CHANGES_TABLE.name, [month])
+    state.put(CHANGES_TABLE.name, month, summarize(written, restatement))
 
 
 def _metadata(
@@ -302,17 +314,17 @@ def _metadata(
         "rows_updated": changes["updated"],
         "rows_deleted": changes["deleted"],
         "delta_version": version,
-        "table": MetadataValue.path(work.tables.uri(SILVER_ASSET)),
+        "table": MetadataValue.path(work.tables.uri(SILVER_TABLE.name)),
         "preview": markdown_table(preview, [f.name for f in SILVER.fields[:10]]),
         "rejected_rows": sum(by_reason.values()),
         "rejected_by_reason": _reasons_table(by_reason),
         **{f"rejected_{reason}": by_reason.get(reason, 0) for reason in REJECT_REASONS},
         "rejects_delta_version": rejects_version,
-        "rejects_table": MetadataValue.path(work.tables.uri(REJECTS_TABLE)),
+        "rejects_table": MetadataValue.path(work.tables.uri(REJECTS_TABLE.name)),
         "rejects_preview": markdown_table(
             rejects_preview, ["numero_linha", "motivo", "detalhe", "registro"]
         ),
-        **restatement_metadata(state.get(CHANGES_TABLE, month) if restated else None),
+        **restatement_metadata(state.get(CHANGES_TABLE.name, month) if restated else None),
     }
 
 

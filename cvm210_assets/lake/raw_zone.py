@@ -6,6 +6,7 @@ raw/zip/<file stem>/latest.json         the version captured last, with CVM's ET
 raw/csv/ano=YYYY/mes=MM/inf_diario_fi_YYYYMM.csv   the month's current CSV
 _state/<asset>/YYYY-MM.json             what each asset last produced for the month, and from
                                         which input: the record that lets a rerun skip work
+_state/<asset>/latest.json              the same for an asset without partitions (fund_registry)
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def csv_key(month: Month) -> str:
 
 
 class StateStore:
-    """One small JSON record per (asset, month), written after the asset's data is committed.
+    """One small JSON record per (asset, month), or per asset without partitions (month None),
+    written after the asset's data is committed.
 
     A crash between the commit and the record only costs a redo: every write is idempotent.
     """
@@ -43,16 +45,25 @@ class StateStore:
         self.storage = storage
 
     @staticmethod
-    def key(asset: str, month: Month) -> str:
-        return f"{STATE_PREFIX}/{asset}/{month.key}.json"
+    def key(asset: str, month: Month | None = None) -> str:
+        return f"{STATE_PREFIX}/{asset}/{'latest' if month is None else month.key}.json"
 
-    def get(self, asset: str, month: Month) -> dict[str, Any] | None:
+    def get(self, asset: str, month: Month | None = None) -> dict[str, Any] | None:
         data = self.storage.read_bytes(self.key(asset, month))
         return None if data is None else json.loads(data)
 
-    def put(self, asset: str, month: Month, record: dict[str, Any]) -> None:
+    def put(self, asset: str, month: Month | None, record: dict[str, Any]) -> None:
         body = json.dumps(record, sort_keys=True, indent=1, default=str).encode()
         self.storage.write_bytes(self.key(asset, month), body)
+
+    def months(self, asset: str) -> list[Month]:
+        """The months the asset has a record of, in order."""
+        prefix = f"{STATE_PREFIX}/{asset}/"
+        return [
+            Month.from_key(key.removeprefix(prefix).removesuffix(".json"))
+            for key in self.storage.list(prefix)
+            if key.endswith(".json")
+        ]
 
 
 def lake_version(storage: LakeStorage, file: str) -> dict[str, Any] | None:

@@ -21,6 +21,8 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from cvm210_assets.lake.table_catalog import PARTITION_COLUMNS
+
 MONEY = DecimalType(17, 2)
 QUOTA = DecimalType(27, 12)
 MONEY_SUM = DecimalType(27, 2)
@@ -73,7 +75,6 @@ def _schema(*fields: tuple[str, DataType, str]) -> StructType:
     )
 
 
-PARTITION_COLUMNS = ("ano", "mes")
 # What every row of one CSV shares, from bronze to silver and its rejects: its file and month.
 CSV_LINEAGE = (
     "arquivo_origem",

@@ -21,18 +21,6 @@ from cvm210_assets.lake.schemas import PARTITION_COLUMNS
 from cvm210_assets.lake.storage import LakeStorage, LocalStorage
 from cvm210_assets.partitions import Month
 
-TABLES = (
-    "bronze",
-    "silver",
-    "silver_rejects",
-    "silver_changes",
-    "gold_kpis",
-    "outflow_alerts",
-    "alert_deliveries",
-    "fund_registry",
-    "gold_breakdowns",
-)
-
 
 @dataclass(frozen=True)
 class TableWrite:
