@@ -15,11 +15,16 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+from cvm210_assets.lake.table_catalog import ALERTS_TABLE, GOLD_TABLE, REGISTRY_TABLE
 from cvm210_assets.lake.tables import DeltaRsTables
 from cvm210_assets.partitions import Month
 from cvm210_assets.sql import connect, run
 
 TOP = 20
+
+
+# The tables the report reads, by the names `cvm210 sql` registers them under.
+GOLD, REGISTRY, ALERTS = GOLD_TABLE.name, REGISTRY_TABLE.name, ALERTS_TABLE.name
 
 
 class ReportError(ValueError):
@@ -31,7 +36,7 @@ def _names_join(has_registry: bool) -> tuple[str, str]:
     if not has_registry:
         return "NULL AS nome, NULL AS gestor", ""
     latest = (
-        "(SELECT * FROM fund_registry QUALIFY row_number() OVER"
+        f"(SELECT * FROM {REGISTRY} QUALIFY row_number() OVER"
         " (PARTITION BY cnpj_fundo, id_subclasse ORDER BY dh_atualizacao DESC NULLS LAST) = 1)"
     )
     return (
@@ -47,24 +52,24 @@ def report_data(tables: DeltaRsTables, month: Month) -> dict[str, Any]:
     market's net flow over the 12 months ending with it, and the month's alerts."""
     con = connect(tables)
     views = {r[0] for r in run(con, "SELECT table_name FROM information_schema.tables")[1]}
-    if "gold_kpis" not in views:
-        raise ReportError("the lake has no gold_kpis yet: run the pipeline first")
+    if GOLD not in views:
+        raise ReportError(f"the lake has no {GOLD} yet: run the pipeline first")
     where = f"g.ano = {month.ano} AND g.mes = {month.mes}"
     columns, rows = run(
         con,
         "SELECT count(*) AS fundos, sum(total_captacao) AS captacao, sum(total_resgate) AS resgate,"
         " sum(fluxo_liquido) AS fluxo, count_if(fluxo_liquido < 0) AS em_saida"
-        f" FROM gold_kpis g WHERE {where}",
+        f" FROM {GOLD} g WHERE {where}",
     )
     summary = dict(zip(columns, rows[0], strict=True))
     if not summary["fundos"]:
-        raise ReportError(f"gold_kpis has no rows for {month}: materialize {month} first")
-    names, joins = _names_join("fund_registry" in views)
+        raise ReportError(f"{GOLD} has no rows for {month}: materialize {month} first")
+    names, joins = _names_join(REGISTRY in views)
     columns, rows = run(
         con,
         f"SELECT g.cnpj_fundo, g.id_subclasse, {names}, g.fluxo_liquido, g.total_resgate,"
         " g.patrimonio_inicial, g.fluxo_liquido_pct_pl, g.variacao_cotistas"
-        f" FROM gold_kpis g{joins} WHERE {where} AND g.fluxo_liquido < 0"
+        f" FROM {GOLD} g{joins} WHERE {where} AND g.fluxo_liquido < 0"
         f" ORDER BY g.fluxo_liquido, g.cnpj_fundo LIMIT {TOP}",
     )
     outflows = [dict(zip(columns, r, strict=True)) for r in rows]
@@ -72,17 +77,17 @@ def report_data(tables: DeltaRsTables, month: Month) -> dict[str, Any]:
     columns, rows = run(
         con,
         "SELECT ano, mes, sum(total_captacao) AS captacao, sum(total_resgate) AS resgate,"
-        " sum(fluxo_liquido) AS fluxo FROM gold_kpis"
+        f" sum(fluxo_liquido) AS fluxo FROM {GOLD}"
         f" WHERE ano * 12 + mes BETWEEN {first.ano * 12 + first.mes}"
         f" AND {month.ano * 12 + month.mes} GROUP BY ano, mes ORDER BY ano, mes",
     )
     trend = {(r[0], r[1]): dict(zip(columns, r, strict=True)) for r in rows}
     alerts: list[dict[str, Any]] = []
-    if "outflow_alerts" in views:
+    if ALERTS in views:
         columns, rows = run(
             con,
             "SELECT cnpj_fundo, id_subclasse, nome, gestor, regras, explicacao, fluxo_liquido"
-            f" FROM outflow_alerts g WHERE {where} ORDER BY fluxo_liquido, cnpj_fundo",
+            f" FROM {ALERTS} g WHERE {where} ORDER BY fluxo_liquido, cnpj_fundo",
         )
         alerts = [dict(zip(columns, r, strict=True)) for r in rows]
     return {
