@@ -34,8 +34,10 @@ S3_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": f"aws-{S3_SECRET_PLANTED}",
 }
 
-# Tests never read the user's configuration (but find the set-up's jars where it put them).
-for _name in [n for n in os.environ if n.startswith("CVM210_") and n != "CVM210_JAR_CACHE"]:
+# Tests never read the user's configuration, but do find the tools the set-up put in place:
+# its jars, and the browser the browser test drives.
+MACHINE_SETTINGS = {"CVM210_JAR_CACHE", "CVM210_CHROMIUM", "CVM210_CHROMEDRIVER"}
+for _name in [n for n in os.environ if n.startswith("CVM210_") and n not in MACHINE_SETTINGS]:
     del os.environ[_name]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -34,7 +35,10 @@ from cvm210_assets_tests.conftest import MONTHLY_CHECKS, cli_env, free_port, wai
 
 pytestmark = pytest.mark.spark  # the run launched from the UI starts Spark in its own process
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+# The browser and its driver, found on PATH (Debian's chromium and chromium-driver install them
+# there) or named by CVM210_CHROMIUM / CVM210_CHROMEDRIVER: never downloaded.
+BROWSER = ("CVM210_CHROMIUM", ("chromium", "chromium-browser"))
+DRIVER = ("CVM210_CHROMEDRIVER", ("chromedriver",))
 MONTH = "2024-03"
 CHAIN = ("raw_zip", "s3_csv_partition", "bronze", "silver", "gold_kpis")
 # Runs start as soon as they are launched: no daemon to dequeue them in this test.
@@ -55,17 +59,28 @@ query Statuses($key: AssetKeyInput!) {
 }"""
 
 
-def chromium_or_skip() -> None:
-    """Skip without Chromium; CI (`CI` set) must not: its set-up installs it."""
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+def executable(setting: str, names: tuple[str, ...]) -> str | None:
+    """The program the environment variable `setting` names, else the first of `names` on PATH."""
+    if os.environ.get(setting):
+        return shutil.which(os.environ[setting])
+    return next((found for name in names if (found := shutil.which(name))), None)
+
+
+def chromium_or_skip() -> tuple[str, str]:
+    """The browser and its driver. Skip without them; CI (`CI` set) must not: its set-up
+    installs them."""
+    found = {setting: executable(setting, names) for setting, names in (BROWSER, DRIVER)}
+    missing = [f"{setting} or {'/'.join(names)} on PATH" for setting, names in (BROWSER, DRIVER)
+               if found[setting] is None]  # fmt: skip
     if missing:
         reason = (
-            f"no headless Chromium ({', '.join(missing)} absent): ./scripts/setup.sh installs"
+            f"no headless Chromium ({'; '.join(missing)}): ./scripts/setup.sh installs"
             " Debian's chromium and chromium-driver"
         )
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
+    return found[BROWSER[0]], found[DRIVER[0]]
 
 
 @dataclass(frozen=True)
@@ -114,15 +129,15 @@ def ui(fake_cvm: FakeCvm, tmp_path: Path) -> Iterator[Ui]:
 
 @pytest.fixture
 def browser() -> Iterator[WebDriver]:
-    """Headless Chromium through Debian's chromedriver: both paths given, so Selenium Manager
-    has nothing to find or download."""
-    chromium_or_skip()
+    """Headless Chromium through its chromedriver: both given, so Selenium Manager has nothing
+    to find or download."""
+    chromium, chromedriver = chromium_or_skip()
     options = Options()
-    options.binary_location = str(CHROMIUM)
+    options.binary_location = chromium
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
         options.add_argument(argument)
     options.add_argument("--window-size=1600,1000")
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
     driver.implicitly_wait(20)
     yield driver
     driver.quit()

@@ -41,15 +41,17 @@ fi
 
 # Headless Chromium for the browser test (cvm210_assets_tests/test_browser.py): Debian's browser
 # and its driver, which Selenium is pointed at, so that it downloads no browser of its own.
-if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+  || ! command -v chromedriver >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo -n"; fi
   if command -v apt-get >/dev/null 2>&1 && { [ -z "$SUDO" ] || sudo -n true 2>/dev/null; }; then
     echo "setup: installing chromium and chromium-driver for the browser test"
     $SUDO apt-get update -qq
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
   else
-    echo "setup: the browser test needs Chromium and its driver in /usr/bin (it is skipped" >&2
-    echo "  without them). Debian: sudo apt-get install chromium chromium-driver" >&2
+    echo "setup: the browser test needs Chromium and chromedriver on PATH, or named by" >&2
+    echo "  CVM210_CHROMIUM and CVM210_CHROMEDRIVER (it is skipped without them)." >&2
+    echo "  Debian: sudo apt-get install chromium chromium-driver" >&2
   fi
 fi
 
