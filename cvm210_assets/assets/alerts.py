@@ -137,7 +137,10 @@ class OutflowAlerts(MonthlyAsset):
     def judge(self, work: Work, plans: Sequence[Plan]) -> Iterator[Judged]:
         (plan,) = plans
         month, spark, tables = plan.month, work.spark, work.tables
-        registry_version = work.lake.tables.version(REGISTRY_TABLE.name)
+        # The registry version the fingerprint recorded, read at that version: the alerts are
+        # named from the registry their state record says they were.
+        recorded = plan.wanted["fund_registry_version"]
+        registry_version = None if recorded == str(None) else int(recorded)
         frame = alert_rows(
             tables.read_months(GOLD_TABLE.name, [month]),
             tables.read_months(SILVER_TABLE.name, [month]),
@@ -150,7 +153,9 @@ class OutflowAlerts(MonthlyAsset):
         registry = (
             None
             if registry_version is None
-            else work.lake.tables.dataset(REGISTRY_TABLE.name).to_table(columns=REGISTRY_COLUMNS)
+            else work.lake.tables.dataset(REGISTRY_TABLE.name, registry_version).to_table(
+                columns=REGISTRY_COLUMNS
+            )
         )
         named = with_registry(frame.toArrow(), registry)
 
