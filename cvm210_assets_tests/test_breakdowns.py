@@ -1,4 +1,5 @@
-"""gold_breakdowns, the gold_fundos view and gold's catalog metadata, through the pipeline.
+"""gold_breakdowns, gold_pares, the gold_fundos view and gold's catalog metadata, through the
+pipeline.
 
 Three months (2024-01..03) of generated funds and their fake registry go through the whole
 chain once for the module. Every figure is recomputed here from the oracle's gold
@@ -22,8 +23,8 @@ from cvm210_assets.assets.registry import CvmRegistry, fund_registry
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
 from cvm210_assets.fake_cvm.registry import RegistryFiles, registry_files
 from cvm210_assets.fake_cvm.server import CAD_PATH, FakeCvm
-from cvm210_assets.lake.schemas import GOLD_BREAKDOWNS
-from cvm210_assets.sql import execute, gold_fundos_sql, spark_view_statements
+from cvm210_assets.lake.schemas import GOLD_BREAKDOWNS, GOLD_PARES, PARES_MINIMO
+from cvm210_assets.sql import PARES_COLUMNS, execute, gold_fundos_sql, spark_view_statements
 from cvm210_assets_tests.conftest import (
     Pipeline,
     check_results,
@@ -204,6 +205,70 @@ def test_gold_fundos_carries_each_funds_registry_entry_in_duckdb_and_spark(
     )
 
 
+def _standing(files: RegistryFiles, gold: list[GoldRow]) -> dict[tuple, dict[str, Any]]:
+    """Each gold row's peers, place and percentile in its class and manager, by hand: place =
+    1 + the group's funds with a strictly lower fluxo_liquido_pct_pl."""
+    groups: dict[tuple[str, str], list[Decimal]] = defaultdict(list)
+    for row in gold:
+        for group in ("classe", "gestor"):
+            value = _entry(files, row).get(group)
+            if value is not None and row.fluxo_liquido_pct_pl is not None:
+                groups[(group, value)].append(row.fluxo_liquido_pct_pl)
+    want = {}
+    for row in gold:
+        standing: dict[str, Any] = {}
+        for group in ("classe", "gestor"):
+            value = _entry(files, row).get(group)
+            ratios = groups.get((group, value), [])
+            ranked = row.fluxo_liquido_pct_pl is not None and value is not None
+            n = len(ratios) if ranked else None
+            place = 1 + sum(r < row.fluxo_liquido_pct_pl for r in ratios) if ranked else None
+            enough = ranked and n >= PARES_MINIMO
+            standing[f"pares_{group}"] = n
+            standing[f"posicao_{group}"] = place if enough else None
+            standing[f"percentil_{group}"] = (place - 1) / (n - 1) if enough else None
+        want[(row.cnpj_fundo, row.id_subclasse)] = standing
+    return want
+
+
+def test_gold_pares_ranks_each_fund_in_its_class_and_manager_and_gold_fundos_shows_it(
+    flow: Flow,
+) -> None:
+    gold = flow.gold["2024-03"]
+    want = _standing(flow.files, gold)
+    written = flow.pipeline.rows("gold_pares", "2024-03")
+    got = {(r["cnpj_fundo"], r["id_subclasse"]): r for r in written}
+    assert got.keys() == want.keys() and len(written) == len(gold)
+    for key, w in want.items():
+        g = got[key]
+        for column, value in w.items():
+            assert _close(g[column], value) if "percentil" in column else g[column] == value, (
+                key,
+                column,
+            )
+    # The fake's classes and managers are large enough to rank, and some funds have no class.
+    for group in ("classe", "gestor"):
+        assert sum(w[f"percentil_{group}"] is not None for w in want.values()) > len(gold) // 2
+        assert {w[f"percentil_{group}"] for w in want.values()} >= {0.0, 1.0}
+    assert any(w["pares_classe"] is None for w in want.values())
+
+    _, rows = execute(
+        flow.pipeline.tables,
+        f"SELECT cnpj_fundo, id_subclasse, {', '.join(PARES_COLUMNS)}"
+        " FROM cvm_p210.gold_fundos WHERE ano = 2024 AND mes = 3",
+    )
+    assert len(rows) == len(gold)
+    shown = {(r[0], r[1]): dict(zip(PARES_COLUMNS, r[2:], strict=True)) for r in rows}
+    assert shown == {k: {c: got[k][c] for c in PARES_COLUMNS} for k in got}
+    _, (ranked,) = execute(
+        flow.pipeline.tables,
+        "SELECT count(percentil_classe) FROM cvm_p210.gold_pares WHERE ano = 2024 AND mes = 3",
+    )
+    metadata = materialization_metadata(flow.results["2024-03"], "gold_breakdowns")
+    assert metadata["pares_ranked_classe"] == ranked[0]
+    assert metadata["pares_rows"] == len(gold)
+
+
 def test_gold_shows_the_market_net_flow_chart_and_the_largest_outflows(flow: Flow) -> None:
     metadata = materialization_metadata(flow.results["2024-03"], "gold_kpis")
     chart = metadata["net_flow_12_months"]  # markdown, which the UI renders: no JSON spec
@@ -247,6 +312,11 @@ def test_the_new_tables_hold_the_columns_their_catalog_entry_declares(flow: Flow
         declared = [c.name for c in node.metadata["dagster/column_schema"].columns]
         written = flow.pipeline.tables.dataset(asset).schema.names
         assert sorted(written) == sorted(declared), asset
+    # gold_pares, written by gold_breakdowns' step, is in its catalog entry with descriptions.
+    pares = graph.get(AssetKey("gold_breakdowns")).metadata["pares_columns"].schema.columns
+    assert [c.name for c in pares] == flow.pipeline.tables.dataset("gold_pares").schema.names
+    assert all(c.description for c in pares)
+    assert set(PARES_COLUMNS) <= {f.name for f in GOLD_PARES}
     assert [f.name for f in GOLD_BREAKDOWNS][-2:] == ["ano", "mes"]
     row = flow.pipeline.rows("gold_breakdowns", "2024-03")[0]
     assert isinstance(row["dh_processamento"], dt.datetime)
