@@ -1,5 +1,5 @@
-"""gold_breakdowns, gold_pares, the gold_fundos view and gold's catalog metadata, through the
-pipeline.
+"""gold_breakdowns, gold_pares (and the peer alert rule on it), the gold_fundos view and gold's
+catalog metadata, through the pipeline.
 
 Three months (2024-01..03) of generated funds and their fake registry go through the whole
 chain once for the module. Every figure is recomputed here from the oracle's gold
@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from dagster import AssetKey, materialize
 
+from cvm210_assets.alerts.channels import OutflowRules
+from cvm210_assets.assets.alerts import outflow_alerts
 from cvm210_assets.assets.breakdowns import gold_breakdowns
 from cvm210_assets.assets.registry import CvmRegistry, fund_registry
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
@@ -267,6 +269,65 @@ def test_gold_pares_ranks_each_fund_in_its_class_and_manager_and_gold_fundos_sho
     metadata = materialization_metadata(flow.results["2024-03"], "gold_breakdowns")
     assert metadata["pares_ranked_classe"] == ranked[0]
     assert metadata["pares_rows"] == len(gold)
+
+
+PEER_RULES = """min_net_assets: 0
+net_outflow_pct: null
+net_outflow_amount: null
+consecutive_outflow_days: null
+holders_drop_pct: null
+peer_percentile: 25
+peer_percentile_months: 2
+peer_group: classe
+"""
+
+
+def test_the_peer_rule_alerts_funds_in_their_class_worst_quarter_two_months_running(
+    flow: Flow, tmp_path
+) -> None:
+    pipeline = flow.pipeline
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(PEER_RULES)
+    resources = {**pipeline.resources, "outflow_rules": OutflowRules.from_file(str(rules))}
+
+    def run():
+        return materialize(
+            [outflow_alerts],
+            partition_key="2024-03",
+            resources=resources,
+            instance=pipeline.instance,
+        )
+
+    first = run()
+    february, march = (_standing(flow.files, flow.gold[k]) for k in ("2024-02", "2024-03"))
+    ratios = {k: {(g.cnpj_fundo, g.id_subclasse): g.fluxo_liquido_pct_pl for g in flow.gold[k]}
+              for k in ("2024-02", "2024-03")}  # fmt: skip
+
+    def worst(standing: dict[str, Any], ratio: Decimal | None) -> bool:
+        place, n = standing["posicao_classe"], standing["pares_classe"]
+        return place is not None and (place - 1) * 100 <= 25 * (n - 1) and ratio < 0
+
+    want = {
+        key
+        for key, s in march.items()
+        if worst(s, ratios["2024-03"][key])
+        and key in february
+        and worst(february[key], ratios["2024-02"][key])
+    }
+    alerts = pipeline.rows("outflow_alerts", "2024-03")
+    assert want and {(a["cnpj_fundo"], a["id_subclasse"]) for a in alerts} == want
+    assert {a["regras"] for a in alerts} == {"peer_percentile"}
+    for alert in alerts:
+        key = (alert["cnpj_fundo"], alert["id_subclasse"])
+        (detail,) = alert["detalhes"]
+        assert detail["valor"] == f"{march[key]['percentil_classe'] * 100:,.2f}"
+        assert (
+            f"2024-02 place {february[key]['posicao_classe']} of {february[key]['pares_classe']}"
+            in detail["texto"]
+        )
+    assert materialization_metadata(first, "outflow_alerts")["alerts_peer_percentile"] == len(want)
+    # The month's fingerprint holds the two months' gold_pares: unchanged, nothing is redone.
+    assert materialization_metadata(run(), "outflow_alerts")["cvm210/unchanged"] is True
 
 
 def test_gold_shows_the_market_net_flow_chart_and_the_largest_outflows(flow: Flow) -> None:
