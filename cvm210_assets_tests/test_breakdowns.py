@@ -25,7 +25,10 @@ from cvm210_assets.assets.registry import CvmRegistry, fund_registry
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
 from cvm210_assets.fake_cvm.registry import RegistryFiles, registry_files
 from cvm210_assets.fake_cvm.server import CAD_PATH, FakeCvm
-from cvm210_assets.lake.schemas import GOLD_BREAKDOWNS, GOLD_PARES, PARES_MINIMO
+from cvm210_assets.lake.schemas import GOLD_BREAKDOWNS, GOLD_PARES
+from cvm210_assets.lake.table_catalog import PARES_MINIMO
+from cvm210_assets.partitions import Month
+from cvm210_assets.report import render_report, report_data
 from cvm210_assets.sql import PARES_COLUMNS, execute, gold_fundos_sql, spark_view_statements
 from cvm210_assets_tests.conftest import (
     Pipeline,
@@ -269,6 +272,21 @@ def test_gold_pares_ranks_each_fund_in_its_class_and_manager_and_gold_fundos_sho
     metadata = materialization_metadata(flow.results["2024-03"], "gold_breakdowns")
     assert metadata["pares_ranked_classe"] == ranked[0]
     assert metadata["pares_rows"] == len(gold)
+
+
+def test_the_report_shows_each_large_outflows_percentiles_in_class_and_manager(flow: Flow) -> None:
+    data = report_data(flow.pipeline.tables, Month(2024, 3))
+    standing = _standing(flow.files, flow.gold["2024-03"])
+    assert data["outflows"]
+    for row in data["outflows"]:
+        want = standing[(row["cnpj_fundo"], row["id_subclasse"])]
+        for group in ("classe", "gestor"):
+            assert row[f"pares_{group}"] == want[f"pares_{group}"]
+            assert _close(row[f"percentil_{group}"], want[f"percentil_{group}"])
+    page = render_report(Month(2024, 3), data, dt.datetime(2024, 4, 1, tzinfo=dt.timezone.utc))
+    assert "<th>Percentile in class</th><th>Percentile in manager</th>" in page
+    ranked = next(r for r in data["outflows"] if r["percentil_classe"] is not None)
+    assert f"{ranked['percentil_classe'] * 100:.2f} % of {ranked['pares_classe']}</td>" in page
 
 
 PEER_RULES = """min_net_assets: 0

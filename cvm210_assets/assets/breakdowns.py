@@ -44,13 +44,13 @@ from cvm210_assets.lake.schemas import (
     FUND_REGISTRY,
     GOLD_BREAKDOWNS,
     GOLD_PARES,
-    PARES_MINIMO,
     literal_frame,
 )
 from cvm210_assets.lake.spark_tables import months_predicate
 from cvm210_assets.lake.table_catalog import (
     BREAKDOWNS_TABLE,
     GOLD_TABLE,
+    PARES_MINIMO,
     PARES_TABLE,
     PEER_GROUPS,
     REGISTRY_TABLE,

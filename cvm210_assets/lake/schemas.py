@@ -21,7 +21,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from cvm210_assets.lake.table_catalog import PARTITION_COLUMNS
+from cvm210_assets.lake.table_catalog import PARES_MINIMO, PARTITION_COLUMNS
 
 MONEY = DecimalType(17, 2)
 QUOTA = DecimalType(27, 12)
@@ -310,9 +310,7 @@ GOLD_BREAKDOWNS = _schema(
     *_PARTITION,
 )
 
-# Each fund-month's standing among its peers (issue #17): written with gold_breakdowns. Below
-# PARES_MINIMO funds a group has no percentiles: a lone fund would otherwise be its class's worst.
-PARES_MINIMO = 10
+# Each fund-month's standing among its peers (issue #17): written with gold_breakdowns.
 GOLD_PARES = _schema(
     ("cnpj_fundo", StringType(), "Fund or class CNPJ, 14 digits"),
     ("id_subclasse", StringType(), "Subclass id; NULL for the class itself"),

@@ -86,6 +86,8 @@ PARES_TABLE = LakeTable(
     cluster_by=("cnpj_fundo", "id_subclasse"),
 )
 PEER_GROUPS = ("classe", "gestor")
+# Below this many funds a group has no percentiles: a lone fund would be its class's worst.
+PARES_MINIMO = 10
 ALERTS_TABLE = LakeTable(
     name="outflow_alerts",
     asset="outflow_alerts",
