@@ -1,9 +1,11 @@
-"""Peer-relative flows as a pure transform: hand-made gold rows whose standing is known."""
+"""Peer-relative flows: the pure transform on hand-made gold rows whose standing is known, and
+gold_fundos before gold_pares exists."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+import duckdb
 import pytest
 from pyspark.sql.types import (
     BooleanType,
@@ -15,6 +17,7 @@ from pyspark.sql.types import (
 )
 
 from cvm210_assets.lake.schemas import GOLD_PARES
+from cvm210_assets.sql import PARES_COLUMNS, REGISTRY_COLUMNS, gold_fundos_sql
 from cvm210_assets.transforms.peers import peers
 
 NOW = dt.datetime(2024, 4, 1, tzinfo=dt.timezone.utc)
@@ -112,3 +115,23 @@ def test_no_ratio_no_class_or_no_entry_means_no_standing(standing) -> None:
     assert _cols(x01, "classe") == nothing and _cols(x01, "gestor") == nothing
     # One row per gold row.
     assert len(standing) == len(_gold())
+
+
+def test_gold_fundos_shows_null_standings_until_gold_pares_exists() -> None:
+    """A lake without gold_pares (gold_breakdowns never ran, as in `cvm210 demo`) keeps its
+    gold_fundos view, with the standing columns NULL and typed."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE g AS SELECT '1' AS cnpj_fundo, NULL::VARCHAR AS id_subclasse")
+    names = ", ".join(f"'x' AS {c}" for c in REGISTRY_COLUMNS)
+    con.execute(
+        f"CREATE TABLE r AS SELECT '1' AS cnpj_fundo, NULL::VARCHAR AS id_subclasse, {names}"
+    )
+    cursor = con.execute(gold_fundos_sql({"gold_kpis": "g", "fund_registry": "r"}))
+    columns = [d[0] for d in cursor.description]
+    (row,) = cursor.fetchall()
+    shown = dict(zip(columns, row, strict=True))
+    assert {c: shown[c] for c in PARES_COLUMNS} == dict.fromkeys(PARES_COLUMNS)
+    assert shown["classe"] == "x"
+    assert {d[0]: str(d[1]) for d in cursor.description if d[0] in PARES_COLUMNS} == {
+        c: "DOUBLE" if c.startswith("percentil") else "INTEGER" for c in PARES_COLUMNS
+    }
