@@ -178,10 +178,10 @@ def test_rolling_windows_sum_complete_windows_and_are_null_when_months_are_missi
 def test_gold_fundos_carries_each_funds_registry_entry_in_duckdb_and_spark(
     flow: Flow, spark
 ) -> None:
+    columns = "cnpj_fundo, id_subclasse, nome, classe, gestor, administrador, posicao_classe"
     _, rows = execute(
         flow.pipeline.tables,
-        "SELECT cnpj_fundo, id_subclasse, nome, classe, gestor, administrador"
-        " FROM cvm_p210.gold_fundos WHERE ano = 2024 AND mes = 3",
+        f"SELECT {columns} FROM cvm_p210.gold_fundos WHERE ano = 2024 AND mes = 3",
     )
     got = {(r[0], r[1]): r[2:] for r in rows}
     gold = flow.gold["2024-03"]
@@ -189,21 +189,29 @@ def test_gold_fundos_carries_each_funds_registry_entry_in_duckdb_and_spark(
     for row in gold:
         entry = _entry(flow.files, row)
         want = tuple(entry.get(c) for c in ("nome", "classe", "gestor", "administrador"))
-        assert got[(row.cnpj_fundo, row.id_subclasse)] == want
+        assert got[(row.cnpj_fundo, row.id_subclasse)][:4] == want
     assert any(row.id_subclasse for row in gold)
 
-    # The same SELECT on Spark (Databricks' views are rendered from it) gives the same rows.
+    # The same SELECT on Spark (Databricks' views are rendered from it) gives the same rows,
+    # with gold_pares joined (subclasses: NULL-safe) and before it exists (NULL standings).
     tables = flow.pipeline.tables
-    for table in ("gold_kpis", "fund_registry"):
+    for table in ("gold_kpis", "fund_registry", "gold_pares"):
         spark.createDataFrame(tables.dataset(table).to_table()).createOrReplaceTempView(
             f"t_{table}"
         )
-    relations = {"gold_kpis": "t_gold_kpis", "fund_registry": "t_fund_registry"}
+    relations = {t: f"t_{t}" for t in ("gold_kpis", "fund_registry", "gold_pares")}
     on_spark = spark.sql(
-        f"SELECT cnpj_fundo, id_subclasse, nome, classe, gestor, administrador"
-        f" FROM ({gold_fundos_sql(relations)}) WHERE ano = 2024 AND mes = 3"
+        f"SELECT {columns} FROM ({gold_fundos_sql(relations)}) WHERE ano = 2024 AND mes = 3"
     ).collect()
     assert {(r[0], r[1]): tuple(r[2:]) for r in on_spark} == got
+    assert any(v[-1] is not None for v in got.values())
+    del relations["gold_pares"]
+    without = spark.sql(
+        f"SELECT {columns} FROM ({gold_fundos_sql(relations)}) WHERE ano = 2024 AND mes = 3"
+    ).collect()
+    assert {(r[0], r[1]): tuple(r[2:]) for r in without} == {
+        k: (*v[:-1], None) for k, v in got.items()
+    }
     assert any(
         s.startswith("CREATE OR REPLACE VIEW cvm_p210.gold_fundos AS SELECT g.*")
         for s in spark_view_statements(relations)
