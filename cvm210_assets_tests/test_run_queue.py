@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
@@ -26,6 +27,8 @@ from cvm210_assets_tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DG = str(Path(sys.executable).parent / "dg")
+
+pytestmark = pytest.mark.dagster_processes  # starts `dg dev` and runs through it
 
 LAUNCH = """
 mutation Launch($params: ExecutionParams!) {
