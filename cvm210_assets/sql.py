@@ -138,12 +138,6 @@ def spark_view_statements(relations: Mapping[str, str]) -> list[str]:
     )
 
 
-def register_spark_views(spark: SparkSession, relations: Mapping[str, str]) -> None:
-    """The original design's tables in a SparkSession, so its SQL runs there as written."""
-    for statement in spark_view_statements(relations):
-        spark.sql(statement)
-
-
 def delta_relations(lake_uri: str, tables: Iterable[str] = TABLES) -> dict[str, str]:
     """The lake's Delta tables by path, for a Spark with Delta Lake."""
     return {table: f"delta.`{lake_uri.rstrip('/')}/{table}`" for table in tables}
