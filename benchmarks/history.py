@@ -1,4 +1,4 @@
-"""The whole history as a new user's first day runs it (issue 14; README, Performance).
+"""The whole history as a new user's first day runs it (issue 14; benchmarks/README.md).
 
     .venv/bin/python benchmarks/history.py               # every month, CVM's sizes (~20 GB free)
     .venv/bin/python benchmarks/history.py --scale 0.1   # the same months at a tenth of the rows

@@ -1,4 +1,4 @@
-"""The benchmark (README, Performance): one command, figures written to benchmarks/results/.
+"""The benchmark (benchmarks/README.md): one command, figures written to benchmarks/results/.
 
     .venv/bin/python benchmarks/run.py          # 0.5 M, 1.5 M, 3 M rows; a 12-month backfill;
                                                 # the two table engines side by side

@@ -42,11 +42,11 @@ cvm_fund_registry_job = define_asset_job(
 freshness_job = define_asset_job(
     "cvm_freshness",
     selection=AssetSelection.checks(*FRESHNESS_CHECKS),
-    description="Is the lake keeping up with CVM? (two WARN checks; see README, Freshness)",
+    description="Is the lake keeping up with CVM? (two WARN checks; see docs/automation.md)",
 )
 
 
-@job(description="Weekly upkeep of the lake's Delta tables (see README, Maintenance).")
+@job(description="Weekly upkeep of the lake's Delta tables (see docs/automation.md).")
 def lake_maintenance() -> None:
     maintain_tables()
 

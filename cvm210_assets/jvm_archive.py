@@ -2,7 +2,7 @@
 
 Every run starts its own JVM, and loading Spark's (and Delta Lake's) classes is most of what a
 session's start costs: with this archive the session starts in about 4 s instead of 7-8 and the
-first job runs in under 2 s instead of 3.3 (README, Performance). scripts/setup.sh builds it
+first job runs in under 2 s instead of 3.3 (benchmarks/README.md). scripts/setup.sh builds it
 once per Python environment; a JVM that finds it stale (another JDK) ignores it with a warning
 and starts as it would have without it.
 

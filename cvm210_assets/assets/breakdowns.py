@@ -102,7 +102,7 @@ def evaluate(rows: Sequence[Mapping[str, Any]]) -> list[Outcome]:
         "Per month: gross inflow, outflow, net flow and organic growth (net flow ÷ starting net"
         " assets) of the market, of each CVM class, manager and administrator, for the month"
         " and the 3 and 12 months ending in it; each twice, with every fund and without funds"
-        " of funds (escopo). Groups come from fund_registry. See README, Breakdowns."
+        " of funds (escopo). Groups come from fund_registry. See docs/registry-and-breakdowns.md."
     ),
 )
 def gold_breakdowns(

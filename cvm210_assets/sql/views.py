@@ -34,7 +34,7 @@ EXTRA_COLUMNS: dict[LakeTable, dict[str, str]] = {
     GOLD_TABLE: {
         "dias_negociacao": "t.dias_com_informe",
         "valor_total_movimentado": "t.total_captacao + t.total_resgate",
-        # A return in percent. The original's (max − min) ÷ min was a range: see README.
+        # A return in percent. The original's (max − min) ÷ min was a range: see docs/sql.md.
         "variacao_cota_mes": "100 * t.variacao_cota",
         "dh_geracao_analytics": "t.dh_processamento",
     },
