@@ -32,7 +32,7 @@ def _on_spark(lake: str | None, query: str) -> tuple[list[str], list[tuple]]:
     from pyspark.sql import SparkSession
 
     from cvm210_assets.resources import jar_groups, session_jars, spark_config
-    from cvm210_assets.sql import run_spark
+    from cvm210_assets.sql.spark import run_spark
 
     tables = _lake_tables(lake)
     settings = replace(Settings.from_env(), lake_uri=tables.storage.root_uri, spark_remote=None)
@@ -54,7 +54,10 @@ def _sql(args: argparse.Namespace) -> int:
 
     from cvm210_assets.lake.maintenance import LakeError
     from cvm210_assets.spark_jars import MissingJars
-    from cvm210_assets.sql import SqlError, chart_data, execute, render, write_chart
+    from cvm210_assets.sql import SqlError
+    from cvm210_assets.sql.charts import chart_data, write_chart
+    from cvm210_assets.sql.duckdb_engine import execute
+    from cvm210_assets.sql.render import render
 
     try:
         if args.engine == "spark":

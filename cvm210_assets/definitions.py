@@ -17,7 +17,6 @@ from cvm210_assets.resources import build_resources
 from cvm210_assets.schedules import SCHEDULES
 from cvm210_assets.sensors import SENSORS
 from cvm210_assets.settings import Settings
-from cvm210_assets.upkeep import lake_maintenance, maintenance_schedule
 
 ASSETS = [raw_zip, s3_csv_partition, bronze, silver, gold_kpis]
 ALERT_ASSETS = [outflow_alerts, alert_deliveries]
@@ -26,8 +25,8 @@ REGISTRY_ASSETS = [fund_registry, gold_breakdowns]
 defs = Definitions(
     assets=[*ASSETS, *ALERT_ASSETS, *REGISTRY_ASSETS],
     asset_checks=FRESHNESS_CHECKS,
-    jobs=[*JOBS, lake_maintenance],
-    schedules=[*SCHEDULES, maintenance_schedule()],
+    jobs=JOBS,
+    schedules=SCHEDULES,
     sensors=SENSORS,
     resources={**build_resources(Settings.from_env()), "cvm_registry": CvmRegistry.from_env()},
     # One process for the whole run, so every Spark step shares one SparkSession (one JVM)

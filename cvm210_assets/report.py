@@ -25,7 +25,7 @@ from cvm210_assets.lake.table_catalog import (
 )
 from cvm210_assets.lake.tables import DeltaRsTables
 from cvm210_assets.partitions import Month
-from cvm210_assets.sql import connect, run
+from cvm210_assets.sql.duckdb_engine import connect, run
 
 TOP = 20
 

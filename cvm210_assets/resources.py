@@ -245,7 +245,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             if settings.databricks
             else ResourceDefinition.none_resource(description="Spark steps run in this process.")
         ),
-        # Outflow alerts (README, Outflow alerts): thresholds read when the code location loads,
+        # Outflow alerts (docs/alerts.md): thresholds read when the code location loads,
         # and the channels; credentials are read from the environment only when sending.
         "outflow_rules": OutflowRules.from_file(os.environ.get("CVM210_ALERT_RULES")),
         "alert_delivery": AlertDelivery.from_env(),

@@ -1,4 +1,5 @@
-"""The schedules: the daily run, the registry's, and the freshness checks' (jobs in jobs.py).
+"""The schedules: the daily run, the registry's, the freshness checks' and the weekly upkeep's
+(jobs in jobs.py).
 
 The daily run is aligned with CVM's publication: the current month and the previous one. CVM
 rewrites the files of months M and M-1 Tuesday to Saturday around 08:00 São Paulo time, so
@@ -19,7 +20,12 @@ from dagster import (
 )
 
 from cvm210_assets.cron_text import describe
-from cvm210_assets.jobs import cvm_fund_registry_job, cvm_inf_diario_job, freshness_job
+from cvm210_assets.jobs import (
+    cvm_fund_registry_job,
+    cvm_inf_diario_job,
+    freshness_job,
+    lake_maintenance,
+)
 from cvm210_assets.partitions import CVM_TIMEZONE, Month
 
 # Tuesday to Saturday at 08:30, half an hour after CVM's usual publication time.
@@ -87,8 +93,25 @@ freshness_schedule = ScheduleDefinition(
     f" {describe(FRESHNESS_CRON, CVM_TIMEZONE)}.",
 )
 
+# Sundays 03:00 São Paulo: no CVM publication, no daily run.
+MAINTENANCE_CRON = "0 3 * * 0"
+
+
+def maintenance_schedule(env: Mapping[str, str] = os.environ) -> ScheduleDefinition:
+    cron = env.get("CVM210_MAINTENANCE_CRON") or MAINTENANCE_CRON
+    return ScheduleDefinition(
+        name="lake_maintenance_weekly",
+        job=lake_maintenance,
+        cron_schedule=cron,
+        execution_timezone=CVM_TIMEZONE,
+        description="Compaction and VACUUM of the lake's Delta tables:"
+        f" {describe(cron, CVM_TIMEZONE)}.",
+    )
+
+
 SCHEDULES = [
     build_daily_schedule(schedule_cron(), schedule_timezone()),
     fund_registry_schedule,
     freshness_schedule,
+    maintenance_schedule(),
 ]

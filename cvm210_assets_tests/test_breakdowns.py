@@ -29,7 +29,9 @@ from cvm210_assets.lake.schemas import GOLD_BREAKDOWNS, GOLD_PARES
 from cvm210_assets.lake.table_catalog import PARES_MINIMO
 from cvm210_assets.partitions import Month
 from cvm210_assets.report import render_report, report_data
-from cvm210_assets.sql import PARES_COLUMNS, execute, gold_fundos_sql, spark_view_statements
+from cvm210_assets.sql.duckdb_engine import execute
+from cvm210_assets.sql.spark import spark_view_statements
+from cvm210_assets.sql.views import PARES_COLUMNS, gold_fundos_sql
 from cvm210_assets_tests.conftest import (
     Pipeline,
     check_results,

@@ -17,7 +17,7 @@ from pyspark.sql.types import (
 )
 
 from cvm210_assets.lake.schemas import GOLD_PARES
-from cvm210_assets.sql import PARES_COLUMNS, REGISTRY_COLUMNS, gold_fundos_sql
+from cvm210_assets.sql.views import PARES_COLUMNS, REGISTRY_COLUMNS, gold_fundos_sql
 from cvm210_assets.transforms.peers import peers
 
 NOW = dt.datetime(2024, 4, 1, tzinfo=dt.timezone.utc)
