@@ -15,7 +15,14 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from cvm210_assets.lake.table_catalog import ALERTS_TABLE, GOLD_TABLE, REGISTRY_TABLE
+from cvm210_assets.lake.table_catalog import (
+    ALERTS_TABLE,
+    GOLD_TABLE,
+    PARES_MINIMO,
+    PARES_TABLE,
+    PEER_GROUPS,
+    REGISTRY_TABLE,
+)
 from cvm210_assets.lake.tables import DeltaRsTables
 from cvm210_assets.partitions import Month
 from cvm210_assets.sql.duckdb_engine import connect, run
@@ -25,6 +32,7 @@ TOP = 20
 
 # The tables the report reads, by the names `cvm210 sql` registers them under.
 GOLD, REGISTRY, ALERTS = GOLD_TABLE.name, REGISTRY_TABLE.name, ALERTS_TABLE.name
+PARES = PARES_TABLE.name
 
 
 class ReportError(ValueError):
@@ -47,6 +55,17 @@ def _names_join(has_registry: bool) -> tuple[str, str]:
     )
 
 
+def _peers_join(has_peers: bool) -> tuple[str, str]:
+    """gold_pares' percentiles and peer counts of each gold row (NULL before it exists)."""
+    columns = [f"{m}_{g}" for g in PEER_GROUPS for m in ("percentil", "pares")]
+    if not has_peers:
+        return ", ".join(f"NULL AS {c}" for c in columns), ""
+    return ", ".join(f"p.{c}" for c in columns), (
+        f" LEFT JOIN {PARES} p ON p.ano = g.ano AND p.mes = g.mes AND p.cnpj_fundo = g.cnpj_fundo"
+        " AND p.id_subclasse IS NOT DISTINCT FROM g.id_subclasse"
+    )
+
+
 def report_data(tables: DeltaRsTables, month: Month) -> dict[str, Any]:
     """The month's figures, largest net outflows (with names when fund_registry exists), the
     market's net flow over the 12 months ending with it, and the month's alerts."""
@@ -65,11 +84,12 @@ def report_data(tables: DeltaRsTables, month: Month) -> dict[str, Any]:
     if not summary["fundos"]:
         raise ReportError(f"{GOLD} has no rows for {month}: materialize {month} first")
     names, joins = _names_join(REGISTRY in views)
+    standing, peers = _peers_join(PARES in views)
     columns, rows = run(
         con,
         f"SELECT g.cnpj_fundo, g.id_subclasse, {names}, g.fluxo_liquido, g.total_resgate,"
-        " g.patrimonio_inicial, g.fluxo_liquido_pct_pl, g.variacao_cotistas"
-        f" FROM {GOLD} g{joins} WHERE {where} AND g.fluxo_liquido < 0"
+        f" g.patrimonio_inicial, g.fluxo_liquido_pct_pl, g.variacao_cotistas, {standing}"
+        f" FROM {GOLD} g{joins}{peers} WHERE {where} AND g.fluxo_liquido < 0"
         f" ORDER BY g.fluxo_liquido, g.cnpj_fundo LIMIT {TOP}",
     )
     outflows = [dict(zip(columns, r, strict=True)) for r in rows]
@@ -140,6 +160,12 @@ def _money(value: Decimal | None) -> str:
     return "" if value is None else f"{value:,.2f}"
 
 
+def _percentile(row: dict[str, Any], group: str) -> str:
+    """The fund's percentile in its group and the group's size, e.g. `3.45 % of 120`."""
+    value, peers = row[f"percentil_{group}"], row[f"pares_{group}"]
+    return "" if value is None else f"{value * 100:.2f} % of {peers}"
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: set[int]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join(
@@ -171,16 +197,18 @@ def render_report(month: Month, data: dict[str, Any], generated: dt.datetime) ->
     chart = base64.b64encode(net_flow_chart(data["trend"])).decode("ascii")
     outflows = _table(
         ["#", "Fund", "CNPJ", "Manager", "Net flow (R$)", "Gross outflow (R$)",
-         "Net assets at start (R$)", "Net flow / avg net assets", "Holders"],
+         "Net assets at start (R$)", "Net flow / avg net assets", "Holders",
+         "Percentile in class", "Percentile in manager"],
         [
             (n, r["nome"] or "", _cnpj(r["cnpj_fundo"], r["id_subclasse"]), r["gestor"] or "",
              _money(r["fluxo_liquido"]), _money(r["total_resgate"]),
              _money(r["patrimonio_inicial"]),
              "" if r["fluxo_liquido_pct_pl"] is None else f"{r['fluxo_liquido_pct_pl']:.2%}",
-             "" if r["variacao_cotistas"] is None else f"{r['variacao_cotistas']:+d}")
+             "" if r["variacao_cotistas"] is None else f"{r['variacao_cotistas']:+d}",
+             _percentile(r, "classe"), _percentile(r, "gestor"))
             for n, r in enumerate(data["outflows"], start=1)
         ],
-        numeric={0, 4, 5, 6, 7, 8},
+        numeric={0, 4, 5, 6, 7, 8, 9, 10},
     )  # fmt: skip
     alert_rows = [
         (a["nome"] or "", _cnpj(a["cnpj_fundo"], a["id_subclasse"]), a["gestor"] or "",
@@ -205,6 +233,9 @@ def render_report(month: Month, data: dict[str, Any], generated: dt.datetime) ->
 <span>Funds in net outflow: <b>{s["em_saida"]:,}</b></span></p>
 <h2>Largest net outflows</h2>
 {outflows}
+<p class="note">Percentile: the share of the fund's class (of its manager's funds) whose net
+flow over average net assets was worse this month, of so many funds; 0 % is the worst, empty
+below {PARES_MINIMO} funds or before gold_breakdowns has run (docs/peers.md).</p>
 <h2>Market net flow, last 12 months</h2>
 <img alt="Market inflow, outflow and net flow by month, {data["trend"][0][0].key} to {month.key}"
  src="data:image/png;base64,{chart}">

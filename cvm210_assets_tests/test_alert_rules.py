@@ -18,10 +18,12 @@ from cvm210_assets.alerts.config import (
     parse_watchlist,
 )
 from cvm210_assets.alerts.messages import Delivery, email_message, plan, webhook_payload
-from cvm210_assets.lake.schemas import SILVER
+from cvm210_assets.assets.alerts import OutflowAlerts
+from cvm210_assets.lake.schemas import GOLD_PARES, SILVER
 from cvm210_assets.partitions import Month
 from cvm210_assets.transforms.alerts import outflow_alerts, outflow_streaks
 from cvm210_assets.transforms.gold import kpis, month_sources
+from cvm210_assets_tests.conftest import make_pipeline
 
 NOW = dt.datetime(2024, 4, 1, tzinfo=dt.timezone.utc)
 DEFAULTS = AlertRules()
@@ -58,12 +60,21 @@ def fund_rows(
     return rows
 
 
-def alerts_of(spark, rows: list[dict], rules: AlertRules = DEFAULTS) -> dict[str, dict]:
+def alerts_of(
+    spark, rows: list[dict], rules: AlertRules = DEFAULTS, pares: list[dict] | None = None
+) -> dict[str, dict]:
     silver = spark.createDataFrame(
         [{f.name: r.get(f.name) for f in SILVER.fields} for r in rows], schema=SILVER
     )
     gold = kpis(silver, month_sources(spark, {Month(2024, 3): ("x.csv", "sha")}), "test", NOW)
-    found = outflow_alerts(gold, silver, rules, "test", NOW).collect()
+    standing = (
+        None
+        if pares is None
+        else spark.createDataFrame(
+            [{f.name: r.get(f.name) for f in GOLD_PARES.fields} for r in pares], schema=GOLD_PARES
+        )
+    )
+    found = outflow_alerts(gold, silver, rules, "test", NOW, standing).collect()
     return {r["cnpj_fundo"] + (r["id_subclasse"] or ""): r.asDict(recursive=True) for r in found}
 
 
@@ -168,6 +179,119 @@ def test_rules_turned_off_and_streaks_skip_days_without_reports(spark) -> None:
     assert (streak["sequencia_de"], streak["sequencia_ate"]) == (DAYS[1], DAYS[-1])
 
 
+def standing(
+    cnpj: str, mes: int, place: int, peers: int, ratio: float = -0.01, manager: int = 5
+) -> dict:
+    """A gold_pares row: `place` of `peers` in class Multimercado, 5th of 20 at Gestora Alfa."""
+    return {
+        "cnpj_fundo": cnpj,
+        "classe": "Multimercado",
+        "gestor": "Gestora Alfa",
+        "fluxo_liquido_pct_pl": ratio,
+        "pares_classe": peers,
+        "posicao_classe": place,
+        "percentil_classe": (place - 1) / (peers - 1),
+        "pares_gestor": 20,
+        "posicao_gestor": manager,
+        "percentil_gestor": (manager - 1) / 19,
+        "ano": 2024,
+        "mes": mes,
+    }
+
+
+PEERS = AlertRules(peer_percentile=Decimal("5"))  # the worst 5 % of the class, 2 months
+SLOW_OUTFLOW = [("0", "0"), ("0", "1000000.00")]  # 1 % of 100 M: no fixed rule crosses
+
+
+def test_peer_rule_needs_the_worst_percentile_for_every_month_running(spark) -> None:
+    funds = ["11111111000111", "22222222000122", "33333333000133", "44444444000144",
+             "55555555000155", "66666666000166"]  # fmt: skip
+    rows = [r for cnpj in funds for r in fund_rows(cnpj, "100000000.00", SLOW_OUTFLOW)]
+    pares = [
+        # the worst of 40 in February and in March: crosses
+        standing(funds[0], 2, 1, 40), standing(funds[0], 3, 1, 40),
+        # worst in March only (10th in February): does not
+        standing(funds[1], 2, 10, 40), standing(funds[1], 3, 1, 40),
+        # worst in March, no February standing (the month missing): does not
+        standing(funds[2], 3, 1, 40),
+        # 2nd of 21 both months: percentile exactly 5 % (1/20), at the limit: crosses
+        standing(funds[3], 2, 2, 21), standing(funds[3], 3, 2, 21),
+        # 3rd of 21 both months: 10 %: does not
+        standing(funds[4], 2, 3, 21), standing(funds[4], 3, 3, 21),
+        # the worst of a class that grew: no net outflow, no alert
+        standing(funds[5], 2, 1, 40, ratio=0.02), standing(funds[5], 3, 1, 40, ratio=0.01),
+    ]  # fmt: skip
+    alerts = alerts_of(spark, rows, PEERS, pares)
+
+    assert {k: a["regras"] for k, a in alerts.items()} == {
+        funds[0]: "peer_percentile",
+        funds[3]: "peer_percentile",
+    }
+    (detail,) = alerts[funds[3]]["detalhes"]
+    assert detail == {
+        "regra": "peer_percentile",
+        "valor": "5.00",
+        "limite": "5 % of its class, 2 month(s)",
+        "texto": "net flow in the worst 5 % of its class (Multimercado) for 2 month(s) running:"
+        " 2024-02 place 2 of 21 (percentile 5.00 %), 2024-03 place 2 of 21 (percentile 5.00 %)"
+        " (rule: the worst 5 % for 2 month(s))",
+    }
+    # One month running: March alone is enough, for the fund without February too.
+    one_month = AlertRules(peer_percentile=Decimal("5"), peer_percentile_months=1)
+    one = alerts_of(spark, rows, one_month, pares)
+    assert set(one) == {funds[0], funds[1], funds[2], funds[3]}
+    # Off by default, and without gold_pares the rule cannot cross.
+    assert alerts_of(spark, rows, DEFAULTS, pares) == {}
+    assert alerts_of(spark, rows, PEERS) == {}
+
+
+def test_peer_rule_by_manager_and_with_other_rules(spark) -> None:
+    everything = [("0", "0"), ("0", "15000000.00")]  # 15 %: net_outflow_pct too
+    rows = [
+        *fund_rows("11111111000111", "100000000.00", everything),
+        *fund_rows("22222222000122", "100000000.00", SLOW_OUTFLOW),
+    ]
+    # Both the worst of their class; only the first is its manager's worst as well.
+    pares = [
+        standing(cnpj, m, 1, 40, manager=place)
+        for cnpj, place in (("11111111000111", 1), ("22222222000122", 5))
+        for m in (2, 3)
+    ]
+    by_manager = AlertRules(peer_percentile=Decimal("5"), peer_group="gestor")
+    alerts = alerts_of(spark, rows, by_manager, pares)
+    assert {k: a["regras"] for k, a in alerts.items()} == {
+        "11111111000111": "net_outflow_pct,peer_percentile"
+    }
+    detail = alerts["11111111000111"]["detalhes"][1]
+    assert detail["texto"].startswith(
+        "net flow in the worst 5 % of its manager's funds (Gestora Alfa) for 2 month(s) running:"
+        " 2024-02 place 1 of 20 (percentile 0.00 %)"
+    )
+    # The peer rule is part of the alert's id: crossing it too is a new alert.
+    fixed_only = alerts_of(spark, rows, DEFAULTS, pares)
+    assert fixed_only["11111111000111"]["alert_id"] != alerts["11111111000111"]["alert_id"]
+
+
+def test_the_peer_rules_months_of_gold_pares_are_in_the_alert_months_fingerprint(
+    tmp_path: Path,
+) -> None:
+    lake = make_pipeline(str(tmp_path / "lake"), "http://127.0.0.1:1").resources["lake"]
+    march, upstream = Month(2024, 3), {"source_sha256": "abc"}
+    assert "gold_pares_sha256" not in OutflowAlerts(DEFAULTS).wanted(lake, march, upstream)
+    alerts = OutflowAlerts(PEERS)
+    before = alerts.wanted(lake, march, upstream)
+    # February's standing arrives (gold_breakdowns ran): March is recomputed on its next run.
+    lake.state.put("gold_breakdowns", Month(2024, 2), {"pares_delta_version": 7})
+    february = alerts.wanted(lake, march, upstream)
+    assert february["gold_pares_sha256"] != before["gold_pares_sha256"]
+    # January is not one of the rule's two months; with three it is.
+    lake.state.put("gold_breakdowns", Month(2024, 1), {"pares_delta_version": 8})
+    assert alerts.wanted(lake, march, upstream) == february
+    three = OutflowAlerts(AlertRules(peer_percentile=Decimal("5"), peer_percentile_months=3))
+    three_months = three.wanted(lake, march, upstream)
+    assert three_months["gold_pares_sha256"] != february["gold_pares_sha256"]
+
+
 def test_rules_file_defaults_overrides_and_errors(tmp_path: Path) -> None:
     assert load_rules(None) == AlertRules()
     path = tmp_path / "rules.yaml"
@@ -177,13 +301,26 @@ def test_rules_file_defaults_overrides_and_errors(tmp_path: Path) -> None:
     assert rules.net_outflow_pct == Decimal("7.5")
     assert rules.holders_drop_pct is None
     assert rules.consecutive_outflow_days == 10
+    assert rules.peer_percentile is None  # off unless asked for
     assert rules.fingerprint() != AlertRules().fingerprint()
+    path.write_text("peer_percentile: 5\npeer_percentile_months: 3\npeer_group: gestor\n")
+    peers = load_rules(str(path))
+    assert (peers.peer_percentile, peers.peer_percentile_months, peers.peer_group) == (
+        Decimal("5"),
+        3,
+        "gestor",
+    )
+    assert peers.fingerprint() != AlertRules(peer_percentile=Decimal("5")).fingerprint()
     for text, message in [
         ("net_outflow_pc: 5", "unknown keys \\['net_outflow_pc'\\]"),
         ("net_outflow_pct: five", "'five' is not a number"),
         ("net_outflow_pct: -1", "must be a number >= 0"),
         ("consecutive_outflow_days: 2.5", "must be a whole number >= 1"),
         ("min_net_assets: null", "cannot be null"),
+        ("peer_percentile: 101", "at most 100"),
+        ("peer_percentile_months: 0", "must be a whole number >= 1"),
+        ("peer_percentile_months: null", "turn the rule off with peer_percentile: null"),
+        ("peer_group: administrador", "must be one of \\['classe', 'gestor'\\]"),
     ]:
         with pytest.raises(ConfigError, match=message):
             parse_rules(yaml.safe_load(text), "rules.yaml")

@@ -19,7 +19,7 @@ TABLE_ASSETS = {
     "gold_kpis": {"silver"},
     "fund_registry": set(),  # from CVM's registry files, read by the asset itself
     "gold_breakdowns": {"gold_kpis", "fund_registry"},
-    "outflow_alerts": {"silver", "gold_kpis", "fund_registry"},
+    "outflow_alerts": {"silver", "gold_kpis", "fund_registry", "gold_breakdowns"},
     "alert_deliveries": {"outflow_alerts"},
 }
 

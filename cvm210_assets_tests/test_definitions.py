@@ -40,7 +40,7 @@ def test_the_five_assets_and_their_lineage() -> None:
         "silver": {"bronze"},
         "gold_kpis": {"silver"},
         "gold_breakdowns": {"gold_kpis", "fund_registry"},
-        "outflow_alerts": {"silver", "gold_kpis", "fund_registry"},
+        "outflow_alerts": {"silver", "gold_kpis", "fund_registry", "gold_breakdowns"},
         "alert_deliveries": {"outflow_alerts"},
     }
     for child, expected in parents.items():

@@ -32,6 +32,7 @@ COLUMNS = {
     "silver_changes": schemas.SILVER_CHANGES.fieldNames(),
     "gold_kpis": schemas.GOLD.fieldNames(),
     "gold_breakdowns": schemas.GOLD_BREAKDOWNS.fieldNames(),
+    "gold_pares": schemas.GOLD_PARES.fieldNames(),
     "outflow_alerts": OUTFLOW_ALERTS.fieldNames(),
     "alert_deliveries": DELIVERY_LOG_SCHEMA.names,
     "fund_registry": schemas.FUND_REGISTRY.fieldNames(),

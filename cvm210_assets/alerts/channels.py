@@ -50,6 +50,9 @@ class OutflowRules(ConfigurableResource):
     net_outflow_amount: str | None
     consecutive_outflow_days: int | None
     holders_drop_pct: str | None
+    peer_percentile: str | None
+    peer_percentile_months: int
+    peer_group: str
 
     @classmethod
     def from_file(cls, path: str | None) -> "OutflowRules":
@@ -60,6 +63,9 @@ class OutflowRules(ConfigurableResource):
             net_outflow_amount=_text(rules.net_outflow_amount),
             consecutive_outflow_days=rules.consecutive_outflow_days,
             holders_drop_pct=_text(rules.holders_drop_pct),
+            peer_percentile=_text(rules.peer_percentile),
+            peer_percentile_months=rules.peer_percentile_months,
+            peer_group=rules.peer_group,
         )
 
     def rules(self) -> AlertRules:
@@ -69,6 +75,9 @@ class OutflowRules(ConfigurableResource):
             net_outflow_amount=_decimal(self.net_outflow_amount),
             consecutive_outflow_days=self.consecutive_outflow_days,
             holders_drop_pct=_decimal(self.holders_drop_pct),
+            peer_percentile=_decimal(self.peer_percentile),
+            peer_percentile_months=self.peer_percentile_months,
+            peer_group=self.peer_group,
         )
 
 

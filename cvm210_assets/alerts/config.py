@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from cvm210_assets.lake.table_catalog import PEER_GROUPS
+
 
 class ConfigError(ValueError):
     """A rules or watchlist file that cannot be used as written."""
@@ -27,7 +29,9 @@ class AlertRules:
     """When a fund's month raises an alert. A rule set to None is off; the floor always applies.
 
     Percentages are of the net assets on the month's first report (the start of the window);
-    money is exact.
+    money is exact. `peer_percentile` (off by default: by construction it names some funds of
+    every large class every month) is the worst X % of the fund's `peer_group` (classe or
+    gestor) for `peer_percentile_months` months running (docs/peers.md).
     """
 
     min_net_assets: Decimal = Decimal("10000000.00")
@@ -35,6 +39,9 @@ class AlertRules:
     net_outflow_amount: Decimal | None = Decimal("100000000.00")
     consecutive_outflow_days: int | None = 10
     holders_drop_pct: Decimal | None = Decimal("10")
+    peer_percentile: Decimal | None = None
+    peer_percentile_months: int = 2
+    peer_group: str = "classe"
 
     def fingerprint(self) -> str:
         """Changes when a threshold changes, so the months' alerts are recomputed."""
@@ -52,6 +59,14 @@ def _decimal(path: str, key: str, value: Any) -> Decimal:
     return number
 
 
+# Keys that cannot be turned off, and what to write instead of null.
+REQUIRED = {
+    "min_net_assets": "use 0 for no floor",
+    "peer_percentile_months": "turn the rule off with peer_percentile: null",
+    "peer_group": "turn the rule off with peer_percentile: null",
+}
+
+
 def parse_rules(document: Any, path: str = "rules") -> AlertRules:
     """Rules from a parsed YAML mapping: absent keys keep their default, `null` turns a rule off."""
     if document is None:
@@ -65,15 +80,21 @@ def parse_rules(document: Any, path: str = "rules") -> AlertRules:
     values: dict[str, Any] = {}
     for key, value in document.items():
         if value is None:
-            if key == "min_net_assets":
-                raise ConfigError(f"{path}: min_net_assets cannot be null (use 0 for no floor)")
+            if key in REQUIRED:
+                raise ConfigError(f"{path}: {key} cannot be null ({REQUIRED[key]})")
             values[key] = None
-        elif key == "consecutive_outflow_days":
+        elif key in ("consecutive_outflow_days", "peer_percentile_months"):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{path}: {key}: {value!r} must be a whole number >= 1")
             values[key] = value
+        elif key == "peer_group":
+            if value not in PEER_GROUPS:
+                raise ConfigError(f"{path}: {key}: {value!r} must be one of {list(PEER_GROUPS)}")
+            values[key] = value
         else:
             values[key] = _decimal(path, key, value)
+            if key == "peer_percentile" and values[key] > 100:
+                raise ConfigError(f"{path}: {key}: {value!r} is a percentage: at most 100")
     return AlertRules(**values)
 
 

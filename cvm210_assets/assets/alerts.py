@@ -5,6 +5,8 @@ deliveries read them back and send what the delivery log does not have yet, so a
 failed is simply due again on the next run.
 """
 
+import hashlib
+import json
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -38,6 +40,7 @@ from cvm210_assets.alerts.messages import (
     webhook_body,
     with_registry,
 )
+from cvm210_assets.assets.breakdowns import BREAKDOWNS_ASSET
 from cvm210_assets.assets.common import (
     MonthResult,
     fingerprint,
@@ -63,6 +66,7 @@ from cvm210_assets.lake.table_catalog import (
     ALERTS_TABLE,
     DELIVERIES_TABLE,
     GOLD_TABLE,
+    PARES_TABLE,
     REGISTRY_TABLE,
     SILVER_TABLE,
 )
@@ -86,7 +90,9 @@ REGISTRY_COLUMNS = [
 
 @asset(
     # fund_registry by key: its names and managers label the alerts when it exists.
-    deps=[SILVER_ASSET, GOLD_ASSET, REGISTRY_TABLE.asset],
+    # gold_breakdowns writes gold_pares, which the peer rule reads: the month's and, through
+    # the fingerprint (the rule's months are configurable), the months before it.
+    deps=[SILVER_ASSET, GOLD_ASSET, REGISTRY_TABLE.asset, BREAKDOWNS_ASSET],
     partitions_def=monthly_partitions,
     pool=MONTH_POOL,
     backfill_policy=BackfillPolicy.single_run(),
@@ -99,9 +105,10 @@ REGISTRY_COLUMNS = [
     },
     description=(
         "Funds whose month crossed an outflow rule (CVM210_ALERT_RULES): net outflow as a share"
-        " of net assets or in R$, consecutive days of net outflow, holders falling; funds below"
-        " the size floor excluded. Each alert explains itself (rule, values, window) and names"
-        " the fund and its manager when fund_registry has them."
+        " of net assets or in R$, consecutive days of net outflow, holders falling, and (when"
+        " configured) the worst percentile of its class or manager for months running (from"
+        " gold_pares); funds below the size floor excluded. Each alert explains itself (rule,"
+        " values, window) and names the fund and its manager when fund_registry has them."
     ),
 )
 def outflow_alerts(
@@ -128,7 +135,25 @@ class OutflowAlerts(MonthlyAsset):
             **fingerprint(upstream["source_sha256"]),
             "rules_sha256": self.rules.fingerprint(),
             "fund_registry_version": str(lake.tables.version(REGISTRY_TABLE.name)),
+            **self._peers_wanted(lake, month),
         }
+
+    def _peer_months(self, month: Month) -> list[Month]:
+        """The months the peer rule reads, oldest first; none while the rule is off."""
+        if self.rules.peer_percentile is None:
+            return []
+        return [month.shift(-k) for k in range(self.rules.peer_percentile_months - 1, -1, -1)]
+
+    def _peers_wanted(self, lake: Lake, month: Month) -> dict[str, str]:
+        """The gold_pares version of each of the rule's months (None: not written yet), so a
+        standing that arrives or changes recomputes the month."""
+        months = self._peer_months(month)
+        if not months:
+            return {}
+        records = {m.key: lake.state.get(BREAKDOWNS_ASSET, m) for m in months}
+        versions = {k: r.get("pares_delta_version") if r else None for k, r in records.items()}
+        digest = hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()
+        return {"gold_pares_sha256": digest}
 
     def unchanged_metadata(self, previous: Mapping[str, Any]) -> dict[str, Any]:
         return {f"alerts_{rule}": previous["by_rule"].get(rule, 0) for rule in RULES}
@@ -141,12 +166,14 @@ class OutflowAlerts(MonthlyAsset):
         # named from the registry their state record says they were.
         recorded = plan.wanted["fund_registry_version"]
         registry_version = None if recorded == str(None) else int(recorded)
+        peer_months = self._peer_months(month)
         frame = alert_rows(
             tables.read_months(GOLD_TABLE.name, [month]),
             tables.read_months(SILVER_TABLE.name, [month]),
             self.rules,
             PIPELINE_VERSION,
             now_utc(),
+            tables.read_months(PARES_TABLE.name, peer_months) if peer_months else None,
         )
         # A month's alerts are tens of rows: they come to the driver to be named from the
         # registry (delta-rs reads it anywhere) and shown, and go back to Spark to be written.

@@ -15,6 +15,8 @@ from dagster import (
     asset,
 )
 from dagster_pyspark import LazyPySparkResource
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from cvm210_assets import PIPELINE_VERSION
@@ -38,8 +40,21 @@ from cvm210_assets.assets.monthly import (
     materialize,
 )
 from cvm210_assets.assets.registry import REGISTRY_ASSET
-from cvm210_assets.lake.schemas import FUND_REGISTRY, GOLD_BREAKDOWNS, literal_frame
-from cvm210_assets.lake.table_catalog import BREAKDOWNS_TABLE, GOLD_TABLE, REGISTRY_TABLE
+from cvm210_assets.lake.schemas import (
+    FUND_REGISTRY,
+    GOLD_BREAKDOWNS,
+    GOLD_PARES,
+    literal_frame,
+)
+from cvm210_assets.lake.spark_tables import months_predicate
+from cvm210_assets.lake.table_catalog import (
+    BREAKDOWNS_TABLE,
+    GOLD_TABLE,
+    PARES_MINIMO,
+    PARES_TABLE,
+    PEER_GROUPS,
+    REGISTRY_TABLE,
+)
 from cvm210_assets.partitions import MONTH_POOL, Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.transforms.breakdowns import (
@@ -49,6 +64,7 @@ from cvm210_assets.transforms.breakdowns import (
     WINDOWS,
     breakdowns,
 )
+from cvm210_assets.transforms.peers import peers
 
 BREAKDOWNS_ASSET = BREAKDOWNS_TABLE.asset
 WINDOW_MONTHS = max(WINDOWS)
@@ -97,12 +113,17 @@ def evaluate(rows: Sequence[Mapping[str, Any]]) -> list[Outcome]:
     metadata={
         "dagster/column_schema": table_schema(GOLD_BREAKDOWNS),
         "dagster/table_name": BREAKDOWNS_TABLE.sql_name,
+        "pares_table": f"{PARES_TABLE.name} (SQL: {PARES_TABLE.sql_name})",
+        "pares_columns": MetadataValue.table_schema(table_schema(GOLD_PARES)),
     },
     description=(
         "Per month: gross inflow, outflow, net flow and organic growth (net flow ÷ starting net"
         " assets) of the market, of each CVM class, manager and administrator, for the month"
         " and the 3 and 12 months ending in it; each twice, with every fund and without funds"
         " of funds (escopo). Groups come from fund_registry. See docs/registry-and-breakdowns.md."
+        " Beside them, the gold_pares table written in the same step: each fund's place and"
+        " percentile of fluxo_liquido_pct_pl in its class and among its manager's funds"
+        " (docs/peers.md)."
     ),
 )
 def gold_breakdowns(
@@ -124,7 +145,8 @@ class GoldBreakdowns(MonthlyAsset):
     def wanted(self, lake: Lake, month: Month, upstream: Mapping[str, Any]) -> dict[str, str]:
         """The fingerprint of every input (each gold month's version and the registry's): the
         month is recomputed when any of them changes. It also names the window's months in
-        gold, which the judge reads."""
+        gold, which the judge reads, and the peers' minimum, part of gold_pares: a month written
+        before gold_pares existed (its record has no such key) is redone once to write it."""
         state = lake.state
         window = [month.shift(-k) for k in range(WINDOW_MONTHS - 1, -1, -1)]
         records = {m: state.get(GOLD_ASSET, m) for m in window}
@@ -137,7 +159,7 @@ class GoldBreakdowns(MonthlyAsset):
         }
         digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
         present = ", ".join(m.key for m in window if records[m])
-        return {**fingerprint(digest), GOLD_MONTHS: present}
+        return {**fingerprint(digest), GOLD_MONTHS: present, "pares_minimo": str(PARES_MINIMO)}
 
     @contextmanager
     def judge(self, work: Work, plans: Sequence[Plan]) -> Iterator[Judged]:
@@ -153,19 +175,27 @@ class GoldBreakdowns(MonthlyAsset):
         if registry is None:
             schema = StructType([FUND_REGISTRY[c] for c in columns])
             registry = literal_frame(spark, [], schema)
-        frame = breakdowns(
-            gold, registry.select(*columns), month, present, PIPELINE_VERSION, now_utc()
-        ).persist()
+        registry = registry.select(*columns)
+        processed_at = now_utc()
+        frame = breakdowns(gold, registry, month, present, PIPELINE_VERSION, processed_at).persist()
+        standing = peers(
+            gold.where(months_predicate([month])), registry, PIPELINE_VERSION, processed_at
+        )
         try:
             # A few hundred groups: they come to the driver for the check and the metadata.
             rows = [r.asDict() for r in frame.collect()]
 
             def write(passed: Sequence[Plan]) -> dict[Month, Written]:
+                commit = commit_metadata(passed)
+                # Peers first: the breakdowns' state record, written last, marks the month done.
+                pares_version = tables.replace_months(
+                    PARES_TABLE.name, standing, [month], commit, cluster_by=PARES_TABLE.cluster_by
+                ).version
                 version = tables.replace_months(
                     BREAKDOWNS_TABLE.name,
                     frame,
                     [month],
-                    commit_metadata(passed),
+                    commit,
                     cluster_by=BREAKDOWNS_TABLE.cluster_by,
                 ).version
                 metadata = {
@@ -179,13 +209,29 @@ class GoldBreakdowns(MonthlyAsset):
                     "delta_version": version,
                     "table": MetadataValue.path(tables.uri(BREAKDOWNS_TABLE.name)),
                     **{f"net_flow_by_{d}": _top(rows, d) for d in DIMENSIONS},
+                    **_ranked(tables.read_months(PARES_TABLE.name, [month])),
+                    "pares_delta_version": pares_version,
+                    "pares_table": MetadataValue.path(tables.uri(PARES_TABLE.name)),
                 }
-                record = {"rows": len(rows), "delta_version": version}
+                record = {
+                    "rows": len(rows),
+                    "delta_version": version,
+                    "pares_delta_version": pares_version,
+                }
                 return {month: Written(record, metadata)}
 
             yield Judged({month: evaluate(rows)}, write)
         finally:
             frame.unpersist()
+
+
+def _ranked(standing: DataFrame) -> dict[str, int]:
+    """How many of the month's funds have a standing: rows, and percentiles per peer group."""
+    counts = standing.agg(
+        F.count(F.lit(1)).alias("pares_rows"),
+        *(F.count(f"percentil_{g}").alias(f"pares_ranked_{g}") for g in PEER_GROUPS),
+    ).first()
+    return counts.asDict()
 
 
 def _top(groups: Sequence[Mapping[str, Any]], dimension: str) -> MetadataValue:

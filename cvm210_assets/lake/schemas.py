@@ -21,7 +21,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from cvm210_assets.lake.table_catalog import PARTITION_COLUMNS
+from cvm210_assets.lake.table_catalog import PARES_MINIMO, PARTITION_COLUMNS
 
 MONEY = DecimalType(17, 2)
 QUOTA = DecimalType(27, 12)
@@ -305,6 +305,43 @@ GOLD_BREAKDOWNS = _schema(
     ),
     *_window(3),
     *_window(12),
+    ("versao_pipeline", StringType(), "Pipeline version that computed the row"),
+    ("dh_processamento", TimestampType(), "When the row was computed (UTC)"),
+    *_PARTITION,
+)
+
+# Each fund-month's standing among its peers (issue #17): written with gold_breakdowns.
+GOLD_PARES = _schema(
+    ("cnpj_fundo", StringType(), "Fund or class CNPJ, 14 digits"),
+    ("id_subclasse", StringType(), "Subclass id; NULL for the class itself"),
+    ("classe", StringType(), "CVM class the fund was ranked in (fund_registry); NULL: not ranked"),
+    ("gestor", StringType(), "Manager whose funds it was ranked among (fund_registry)"),
+    ("fluxo_liquido_pct_pl", DoubleType(), "gold_kpis' fluxo_liquido / patrimonio_medio: ranked"),
+    (
+        "pares_classe",
+        IntegerType(),
+        "Peers (pares): funds of the class with a fluxo_liquido_pct_pl this month, itself included",
+    ),
+    (
+        "posicao_classe",
+        IntegerType(),
+        "Place in the class, 1 = the worst net flow; ties share the lower place; NULL with"
+        " the percentile",
+    ),
+    (
+        "percentil_classe",
+        DoubleType(),
+        "(posicao_classe − 1) / (pares_classe − 1): share of the class's other funds with a worse"
+        f" net flow; 0 = the worst, 1 = the best; NULL below {PARES_MINIMO} peers",
+    ),
+    ("pares_gestor", IntegerType(), "Funds of the same manager with a fluxo_liquido_pct_pl"),
+    ("posicao_gestor", IntegerType(), "Place among the manager's funds, 1 = the worst net flow"),
+    (
+        "percentil_gestor",
+        DoubleType(),
+        f"(posicao_gestor − 1) / (pares_gestor − 1): 0 = the manager's worst; NULL below"
+        f" {PARES_MINIMO} peers",
+    ),
     ("versao_pipeline", StringType(), "Pipeline version that computed the row"),
     ("dh_processamento", TimestampType(), "When the row was computed (UTC)"),
     *_PARTITION,

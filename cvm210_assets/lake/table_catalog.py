@@ -38,6 +38,8 @@ class JoinedView:
 
     view: str
     tables: tuple[LakeTable, ...]
+    # Joined when they exist; until then their columns are NULL.
+    optional: tuple[LakeTable, ...] = ()
 
     @property
     def sql_name(self) -> str:
@@ -75,6 +77,17 @@ BREAKDOWNS_TABLE = LakeTable(
     view="gold_breakdowns",
     cluster_by=("escopo", "dimensao", "valor"),
 )
+# Each fund-month's standing among its class and its manager's funds, beside the breakdowns:
+# per registry column of PEER_GROUPS, its columns pares_<g>, posicao_<g> and percentil_<g>.
+PARES_TABLE = LakeTable(
+    name="gold_pares",
+    asset="gold_breakdowns",
+    view="gold_pares",
+    cluster_by=("cnpj_fundo", "id_subclasse"),
+)
+PEER_GROUPS = ("classe", "gestor")
+# Below this many funds a group has no percentiles: a lone fund would be its class's worst.
+PARES_MINIMO = 10
 ALERTS_TABLE = LakeTable(
     name="outflow_alerts",
     asset="outflow_alerts",
@@ -97,14 +110,15 @@ LAKE_TABLES = (
     CHANGES_TABLE,
     GOLD_TABLE,
     BREAKDOWNS_TABLE,
+    PARES_TABLE,
     ALERTS_TABLE,
     DELIVERIES_TABLE,
     REGISTRY_TABLE,
 )
 TABLES = tuple(t.name for t in LAKE_TABLES)
 
-# gold_kpis with each fund's name, class, manager and administrator.
-GOLD_FUNDOS_VIEW = JoinedView("gold_fundos", (GOLD_TABLE, REGISTRY_TABLE))
+# gold_kpis with each fund's name, class, manager and administrator, and its peer standing.
+GOLD_FUNDOS_VIEW = JoinedView("gold_fundos", (GOLD_TABLE, REGISTRY_TABLE), (PARES_TABLE,))
 JOINED_VIEWS = (GOLD_FUNDOS_VIEW,)
 
 

@@ -13,6 +13,8 @@ from cvm210_assets.lake.table_catalog import (
     GOLD_FUNDOS_VIEW,
     GOLD_TABLE,
     LAKE_TABLES,
+    PARES_TABLE,
+    PEER_GROUPS,
     REGISTRY_TABLE,
     SILVER_TABLE,
     LakeTable,
@@ -55,19 +57,38 @@ REGISTRY_COLUMNS = (
 )
 
 
+# gold_pares' columns that gold_fundos adds (docs/peers.md), with their SQL types.
+PARES_COLUMNS = {
+    f"{measure}_{group}": kind
+    for group in PEER_GROUPS
+    for measure, kind in (("pares", "INTEGER"), ("posicao", "INTEGER"), ("percentil", "DOUBLE"))
+}
+
+
 def gold_fundos_sql(relations: Mapping[str, str]) -> str:
     """gold_kpis with the fund's name, class, manager and administrator: a subclass's row
-    takes its subclass's registry entry, else its class's (one row of gold, one row here)."""
+    takes its subclass's registry entry, else its class's (one row of gold, one row here); and
+    its peer standing from gold_pares, NULL until gold_breakdowns has written the month."""
     picked = [
         f"CASE WHEN s.cnpj_fundo IS NOT NULL THEN s.{c} ELSE c.{c} END AS {c}"
         for c in REGISTRY_COLUMNS
     ]
+    pares = relations.get(PARES_TABLE.name)
+    if pares is None:
+        picked += [f"CAST(NULL AS {kind}) AS {c}" for c, kind in PARES_COLUMNS.items()]
+        join = ""
+    else:
+        picked += [f"p.{c}" for c in PARES_COLUMNS]
+        join = (
+            f" LEFT JOIN {pares} AS p ON p.ano = g.ano AND p.mes = g.mes AND p.cnpj_fundo ="
+            " g.cnpj_fundo AND p.id_subclasse IS NOT DISTINCT FROM g.id_subclasse"
+        )
     return (
         f"SELECT g.*, {', '.join(picked)} FROM {relations[GOLD_TABLE.name]} AS g"
         f" LEFT JOIN {relations[REGISTRY_TABLE.name]} AS s"
         " ON s.cnpj_fundo = g.cnpj_fundo AND s.id_subclasse = g.id_subclasse"
         f" LEFT JOIN {relations[REGISTRY_TABLE.name]} AS c"
-        " ON c.cnpj_fundo = g.cnpj_fundo AND c.id_subclasse IS NULL"
+        f" ON c.cnpj_fundo = g.cnpj_fundo AND c.id_subclasse IS NULL{join}"
     )
 
 

@@ -1,8 +1,9 @@
 """Outflow alerts: the month's funds that cross a rule, each with the explanation it carries.
 
-Pure PySpark over gold (the month's money, exact) and silver (the daily rows, for streaks of
-net outflow days and the window's dates). One row per fund (class or subclass) and month that
-crosses at least one rule; `detalhes` lists every rule crossed with its value and threshold.
+Pure PySpark over gold (the month's money, exact), silver (the daily rows, for streaks of
+net outflow days and the window's dates) and, for the peer rule, gold_pares (each month's
+standing among peers). One row per fund (class or subclass) and month that crosses at least
+one rule; `detalhes` lists every rule crossed with its value and threshold.
 """
 
 from __future__ import annotations
@@ -28,7 +29,15 @@ from cvm210_assets.alerts.config import AlertRules
 from cvm210_assets.lake.schemas import MONEY, MONEY_SUM, in_schema
 
 KEY = ("cnpj_fundo", "id_subclasse")
-RULES = ("net_outflow_pct", "net_outflow_amount", "consecutive_outflow_days", "holders_drop_pct")
+RULES = (
+    "net_outflow_pct",
+    "net_outflow_amount",
+    "consecutive_outflow_days",
+    "holders_drop_pct",
+    "peer_percentile",
+)
+# How the peer rule names its group in words.
+PEER_WORDS = {"classe": "class", "gestor": "manager's funds"}
 
 DETAIL = StructType(
     [
@@ -109,6 +118,44 @@ def outflow_streaks(silver: DataFrame) -> DataFrame:
     )
 
 
+def _index(frame: DataFrame) -> Column:
+    return frame["ano"] * 12 + frame["mes"] - 1
+
+
+def peer_months(gold: DataFrame, pares: DataFrame, rules: AlertRules) -> DataFrame:
+    """Per gold row's fund: `meses_pares`, the months among the `peer_percentile_months` ending
+    in the row's own in which the fund stood in the worst `peer_percentile` % of its
+    `peer_group` with a net outflow, oldest first (ano, mes, posicao, pares, percentil, grupo).
+    A month without a standing (not in gold_pares, too few peers, no ratio) is not one of them.
+    Exact: (posicao − 1) × 100 ≤ X × (pares − 1), the percentile's own fraction."""
+    group, months, limit = rules.peer_group, rules.peer_percentile_months, rules.peer_percentile
+    posicao, pares_n = F.col(f"posicao_{group}"), F.col(f"pares_{group}")
+    worst = pares.where(
+        ((posicao - 1) * 100 <= F.lit(limit) * (pares_n - 1)) & (F.col("fluxo_liquido_pct_pl") < 0)
+    ).select(
+        *KEY,
+        _index(pares).alias("idx"),
+        F.struct(
+            "ano",
+            "mes",
+            posicao.alias("posicao"),
+            pares_n.alias("pares"),
+            F.col(f"percentil_{group}").alias("percentil"),
+            F.col(group).alias("grupo"),
+        ).alias("m"),
+    )
+    target = gold.select(*KEY, _index(gold).alias("idx"))
+    on = [F.col(f"a.{c}").eqNullSafe(F.col(f"b.{c}")) for c in KEY]
+    on.append(F.col("b.idx").between(F.col("a.idx") - (months - 1), F.col("a.idx")))
+    return (
+        target.alias("a")
+        .join(worst.alias("b"), on=on, how="inner")
+        .groupBy(*(F.col(f"a.{c}").alias(c) for c in KEY))
+        .agg(F.sort_array(F.collect_list(F.struct("b.idx", "b.m"))).alias("_sorted"))
+        .select(*KEY, F.transform("_sorted", lambda s: s["m"]).alias("meses_pares"))
+    )
+
+
 def _join(left: DataFrame, right: DataFrame, how: str) -> DataFrame:
     """Join on the fund's key, NULL subclass equal to NULL. Aliased: both sides come from the
     same silver, and unaliased column references would compare a column with itself."""
@@ -138,12 +185,19 @@ def outflow_alerts(
     rules: AlertRules,
     pipeline_version: str,
     processed_at: dt.datetime,
+    pares: DataFrame | None = None,
 ) -> DataFrame:
-    """The month's alerts: funds at or above the size floor that cross at least one rule."""
+    """The month's alerts: funds at or above the size floor that cross at least one rule.
+    `pares`: gold_pares rows of (at least) the peer rule's months; without them (the rule off,
+    or no gold_pares yet) the peer rule crosses for no fund."""
     streaks = outflow_streaks(silver)
     month = _join(gold, streaks, "inner").select(
         "a.*", *(F.col(f"b.{c}") for c in streaks.columns if c not in KEY)
     )
+    peer_rule = rules.peer_percentile is not None and pares is not None
+    if peer_rule:
+        streak = peer_months(gold, pares, rules)
+        month = _join(month, streak, "left").select("a.*", "b.meses_pares")
     month = month.where(F.col("patrimonio_inicial") >= F.lit(rules.min_net_assets))
     outflow = -F.col("fluxo_liquido")
     window = F.concat_ws(" to ", F.col("dt_inicio").cast("string"), F.col("dt_fim").cast("string"))
@@ -222,6 +276,42 @@ def outflow_alerts(
                     F.format_number(drop_pct, 2),
                     F.lit(str(limit)),
                     window,
+                ),
+            )
+        )
+    if peer_rule:
+        limit, months = rules.peer_percentile, rules.peer_percentile_months
+        word = PEER_WORDS[rules.peer_group]
+        latest = F.element_at("meses_pares", -1)
+        details.append(
+            _detail(
+                F.coalesce(F.size("meses_pares") == months, F.lit(False)),
+                "peer_percentile",
+                F.format_number(latest["percentil"] * 100, 2),
+                f"{limit} % of its {word}, {months} month(s)",
+                F.format_string(
+                    "net flow in the worst %s %% of its %s (%s) for %d month(s) running: %s"
+                    " (rule: the worst %s %% for %d month(s))",
+                    F.lit(str(limit)),
+                    F.lit(word),
+                    latest["grupo"],
+                    F.lit(months),
+                    F.array_join(
+                        F.transform(
+                            "meses_pares",
+                            lambda m: F.format_string(
+                                "%04d-%02d place %d of %d (percentile %s %%)",
+                                m["ano"],
+                                m["mes"],
+                                m["posicao"],
+                                m["pares"],
+                                F.format_number(m["percentil"] * 100, 2),
+                            ),
+                        ),
+                        ", ",
+                    ),
+                    F.lit(str(limit)),
+                    F.lit(months),
                 ),
             )
         )
