@@ -24,7 +24,9 @@ class LakeTable:
     partition_by: tuple[str, ...] = PARTITION_COLUMNS
     # Each write sorts a month's rows by these, and Delta keeps file statistics on them alone.
     cluster_by: tuple[str, ...] = ()
-    # The upkeep Z-orders a month left in several files by these (none: compaction only).
+    # The upkeep Z-orders a month left in several files by these (none: compaction only). They
+    # are the columns readers filter on, so a prefix of `cluster_by` or its columns interleaved:
+    # Z-order on one column is that column's sort, on two it keeps both selective.
     zorder_by: tuple[str, ...] = ()
 
     @property
