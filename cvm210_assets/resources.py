@@ -125,6 +125,14 @@ class Lake(ConfigurableResource):
 # which made judging a row 3x slower.
 DRIVER_JVM_OPTIONS = "-XX:+UseParallelGC -XX:-DontCompileHugeMethods"
 
+# A run with fewer input rows than this starts its JVM with the JIT's first compiler alone. Most
+# of a small run's CPU is the second compiler (C2) optimizing Spark's planner and Delta's commit
+# code that runs a few thousand times and never again: C1 alone halves a 20-row month's JVM CPU
+# (52 -> 27 s) and saves a quarter at 0.67 M rows, while a 3.74 M-row range needs C2 (203 s of
+# JVM CPU with it, 322 without): the two cross at about 1.3 M rows (benchmarks/README.md).
+SMALL_RUN_ROWS = 1_000_000
+SMALL_RUN_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
+
 # Delta Lake in a local Spark, as a Databricks cluster has it built in.
 DELTA_EXTENSIONS = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -202,6 +210,13 @@ class SparkSessionResource(LazyPySparkResource):
     remote: str | None = None
     jar_cache: str = ""
     jar_groups: list[str] = Field(default_factory=lambda: ["delta"])
+    _input_rows: int | None = PrivateAttr(default=None)
+
+    def expect_rows(self, rows: int) -> None:
+        """The input rows the run's first Spark step will process: a local JVM not yet started
+        is started for that size (SMALL_RUN_ROWS). Later steps reuse the JVM whatever theirs."""
+        if self._spark_session is None and self._input_rows is None:
+            self._input_rows = rows
 
     @classmethod
     def _is_dagster_maintained(cls) -> bool:
@@ -216,6 +231,9 @@ class SparkSessionResource(LazyPySparkResource):
         conf = dict(self.spark_config)
         if "spark.master" in conf:  # a local JVM (on a cluster the session exists already)
             conf |= session_jars(self.jar_cache, self.jar_groups)
+            if self._input_rows is not None and self._input_rows < SMALL_RUN_ROWS:
+                options = conf.get("spark.driver.extraJavaOptions", "")
+                conf["spark.driver.extraJavaOptions"] = f"{options} {SMALL_RUN_JVM_OPTIONS}"
         self._spark_session = spark_session_from_config(conf)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:

@@ -46,7 +46,7 @@ from cvm210_assets.assets.common import (
 )
 from cvm210_assets.lake.spark_tables import SparkDeltaTables
 from cvm210_assets.partitions import Month
-from cvm210_assets.resources import Lake
+from cvm210_assets.resources import Lake, SparkSessionResource
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,11 @@ class Work:
     @property
     def spark(self) -> SparkSession:
         return self.pyspark.spark_session
+
+    def expect_rows(self, rows: int) -> None:
+        """Size the run's Spark, if it is local and not started yet, for this many rows."""
+        if isinstance(self.pyspark, SparkSessionResource):
+            self.pyspark.expect_rows(rows)
 
     @property
     def tables(self) -> SparkDeltaTables:
@@ -214,6 +219,8 @@ def run_months(
                 )  # fmt: skip
             else:
                 plans.append(plan)
+        if plans:
+            work.expect_rows(sum(p.rows for p in plans))
         for batch in batches(asset, plans, lake.batch_rows):
             _commit_batch(work, asset, batch, results, failures)
     return results, failures
