@@ -34,6 +34,7 @@ SMTP_SECURITY = ("starttls", "ssl", "none")
 # Credentials, read through `secret` when used.
 SMTP_PASSWORD_VAR = "CVM210_SMTP_PASSWORD"
 SPARK_TOKEN_VAR = "CVM210_SPARK_TOKEN"
+# sc://localhost:PORT of `cvm210 spark-server` (spark_server.py).
 SPARK_REMOTE_VAR = "CVM210_SPARK_REMOTE"
 # Variables no longer read: setting one is an error that says what replaced it.
 RETIRED_VARIABLES = ("CVM210_TABLE_ENGINE",)
@@ -168,6 +169,10 @@ class AutomationSettings:
 
 @dataclass(frozen=True)
 class Settings:
+    """Everything the code location and the `cvm210` commands are configured with: `from_env`
+    reads it; tests build one directly (or `dataclasses.replace` one) instead of setting
+    variables."""
+
     lake_uri: str
     source_url: str
     compute: str
