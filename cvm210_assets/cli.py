@@ -98,7 +98,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from cvm210_assets.demo import DEMO_MONTHS, run_demo
 
     lake = args.lake or settings.lake_uri
-    return 0 if run_demo(lake, args.months or DEMO_MONTHS, args.funds) else 1
+    return 0 if run_demo(settings, lake, args.months or DEMO_MONTHS, args.funds) else 1
 
 
 def _spark_server(args: argparse.Namespace, settings: Settings) -> int:
