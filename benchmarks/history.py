@@ -1,4 +1,4 @@
-"""The whole history as a new user's first day runs it (issue 14; README, Performance).
+"""The whole history as a new user's first day runs it (issue 14; benchmarks/README.md).
 
     .venv/bin/python benchmarks/history.py               # every month, CVM's sizes (~20 GB free)
     .venv/bin/python benchmarks/history.py --scale 0.1   # the same months at a tenth of the rows
@@ -33,11 +33,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import RESULTS, duckdb_reference, machine
 
+from cvm210_assets.assets.ingestion import S3_CSV
 from cvm210_assets.fake_cvm.generator import MonthSpec, business_days, generate_month
 from cvm210_assets.fake_cvm.server import FakeCvm
+from cvm210_assets.lake.table_catalog import BRONZE_TABLE, GOLD_TABLE, SILVER_TABLE
 from cvm210_assets.partitions import Month
+from cvm210_assets.source.capture import RAW_ZIP
 
-ASSETS = "raw_zip,s3_csv_partition,bronze,silver,gold_kpis"
+# The chain from CVM's zip to gold_kpis, as `dagster asset materialize --select` takes it.
+ASSETS = ",".join((RAW_ZIP, S3_CSV, BRONZE_TABLE.asset, SILVER_TABLE.asset, GOLD_TABLE.asset))
 FIRST = Month(2005, 1)
 ROWS_2005, ROWS_2025 = 100_000, 560_000
 LAST_HIST_YEAR = 2020
@@ -210,8 +214,8 @@ def _lines_accounted(lake: Path, lines: dict[Month, int]) -> list[str]:
     state = StateStore(LocalStorage(lake))
     wrong = []
     for month, n in lines.items():
-        bronze, silver = state.get("bronze", month), state.get("silver", month)
-        gold = state.get("gold_kpis", month)
+        bronze, silver = state.get(BRONZE_TABLE.asset, month), state.get(SILVER_TABLE.asset, month)
+        gold = state.get(GOLD_TABLE.asset, month)
         if not (bronze and silver and gold) or not (
             bronze["rows"] == n == silver["rows"] + silver["rejected"]
         ):

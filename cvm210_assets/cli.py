@@ -31,7 +31,7 @@ def _on_spark(settings: Settings, lake: str, query: str) -> tuple[list[str], lis
     from pyspark.sql import SparkSession
 
     from cvm210_assets.resources import jar_groups, session_jars, spark_config
-    from cvm210_assets.sql import run_spark
+    from cvm210_assets.sql.spark import run_spark
 
     tables = _lake_tables(lake)
     settings = replace(settings, lake_uri=tables.storage.root_uri, spark_remote=None)
@@ -53,7 +53,10 @@ def _sql(args: argparse.Namespace, settings: Settings) -> int:
 
     from cvm210_assets.lake.maintenance import LakeError
     from cvm210_assets.spark_jars import MissingJars
-    from cvm210_assets.sql import SqlError, chart_data, execute, render, write_chart
+    from cvm210_assets.sql import SqlError
+    from cvm210_assets.sql.charts import chart_data, write_chart
+    from cvm210_assets.sql.duckdb_engine import execute
+    from cvm210_assets.sql.render import render
 
     lake = args.lake or settings.lake_uri
     try:

@@ -21,7 +21,6 @@ from cvm210_assets.resources import build_resources
 from cvm210_assets.schedules import build_schedules
 from cvm210_assets.sensors import build_change_sensor
 from cvm210_assets.settings import Settings
-from cvm210_assets.upkeep import lake_maintenance, maintenance_schedule
 
 ASSETS = [raw_zip, s3_csv_partition, bronze, silver, gold_kpis]
 ALERT_ASSETS = [outflow_alerts, alert_deliveries]
@@ -34,11 +33,8 @@ def build_definitions(settings: Settings) -> Definitions:
     return Definitions(
         assets=[*ASSETS, *ALERT_ASSETS, *REGISTRY_ASSETS],
         asset_checks=build_freshness_checks(automation.freshness_business_days),
-        jobs=[*JOBS, lake_maintenance],
-        schedules=[
-            *build_schedules(automation),
-            maintenance_schedule(automation.maintenance_cron),
-        ],
+        jobs=JOBS,
+        schedules=build_schedules(automation),
         sensors=[build_change_sensor(automation.sensor_max_requests)],
         resources={
             **build_resources(settings),

@@ -19,7 +19,8 @@ from cvm210_assets.fake_cvm.server import FakeCvm
 from cvm210_assets.resources import build_resources
 from cvm210_assets.settings import Settings
 from cvm210_assets.settings import lake_uri as resolve_lake
-from cvm210_assets.sql import connect, render, run
+from cvm210_assets.sql.duckdb_engine import connect, run
+from cvm210_assets.sql.render import render
 
 # One month of each header layout; 2019-07 comes from the 2019 yearly archive.
 DEMO_MONTHS = ("2019-07", "2024-03", "2025-01")

@@ -1,10 +1,10 @@
-"""Every asset job of the code location, in one place: what each one runs.
+"""Every job of the code location, in one place: what each one runs.
 
-The schedules (schedules.py) and the change sensor (sensors.py) start these; the weekly upkeep
-is an op job of its own (upkeep.py).
+The schedules (schedules.py) and the change sensor (sensors.py) start these. All but one are
+asset jobs; the weekly upkeep is an op job, its op in upkeep.py.
 """
 
-from dagster import AssetSelection, define_asset_job
+from dagster import AssetSelection, define_asset_job, job
 
 from cvm210_assets.assets.alerts import alert_deliveries, outflow_alerts
 from cvm210_assets.assets.breakdowns import gold_breakdowns
@@ -14,6 +14,7 @@ from cvm210_assets.assets.ingestion import raw_zip, s3_csv_partition
 from cvm210_assets.assets.registry import fund_registry
 from cvm210_assets.assets.silver import silver
 from cvm210_assets.freshness import FRESHNESS_CHECK_KEYS
+from cvm210_assets.upkeep import maintain_tables
 
 cvm_inf_diario_job = define_asset_job(
     "cvm_inf_diario",
@@ -41,7 +42,13 @@ cvm_fund_registry_job = define_asset_job(
 freshness_job = define_asset_job(
     "cvm_freshness",
     selection=AssetSelection.checks(*FRESHNESS_CHECK_KEYS),
-    description="Is the lake keeping up with CVM? (two WARN checks; see README, Freshness)",
+    description="Is the lake keeping up with CVM? (two WARN checks; see docs/automation.md)",
 )
 
-JOBS = [cvm_inf_diario_job, cvm_fund_registry_job, freshness_job]
+
+@job(description="Weekly upkeep of the lake's Delta tables (see docs/automation.md).")
+def lake_maintenance() -> None:
+    maintain_tables()
+
+
+JOBS = [cvm_inf_diario_job, cvm_fund_registry_job, freshness_job, lake_maintenance]

@@ -2,7 +2,7 @@
 
 Every run starts its own JVM, and loading Spark's (and Delta Lake's) classes is most of what a
 session's start costs: with this archive the session starts in about 4 s instead of 7-8 and the
-first job runs in under 2 s instead of 3.3 (README, Performance). scripts/setup.sh builds it
+first job runs in under 2 s instead of 3.3 (benchmarks/README.md). scripts/setup.sh builds it
 once per Python environment; a JVM that finds it stale (another JDK) ignores it with a warning
 and starts as it would have without it.
 
@@ -28,6 +28,7 @@ from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
 from cvm210_assets.lake.storage import LocalStorage
 from cvm210_assets.lake.spark_tables import SparkDeltaTables
 from cvm210_assets.lake.schemas import SILVER_KEY, SILVER_VALUES
+from cvm210_assets.lake.table_catalog import BRONZE_TABLE, GOLD_TABLE, SILVER_TABLE
 from cvm210_assets.partitions import Month
 from cvm210_assets.resources import DRIVER_JVM_OPTIONS, session_jars, spark_config
 from cvm210_assets.settings import Settings
@@ -48,14 +49,15 @@ month, layout, now = Month(2025, 1), LAYOUTS["c"], dt.datetime(2025, 2, 1)
 tables = SparkDeltaTables(LocalStorage(lake), spark)
 lines = read_lines(spark, [csv])
 lineage = lineage_frame(spark, [bronze_lineage(layout, month, csv, "x", now)])
-tables.replace_months("bronze", bronze_rows(lines, layout, lineage), [month], {})
-judged = judge(tables.read_months("bronze", [month]), layout)
+bronze, silver_table, gold_table = BRONZE_TABLE.name, SILVER_TABLE.name, GOLD_TABLE.name
+tables.replace_months(bronze, bronze_rows(lines, layout, lineage), [month], {})
+judged = judge(tables.read_months(bronze, [month]), layout)
 silver = silver_rows(judged, "0", now)
-tables.replace_months("silver", silver, [month], {})
-tables.merge_months("silver", silver, [month], SILVER_KEY, SILVER_VALUES, {})  # a restatement
+tables.replace_months(silver_table, silver, [month], {})
+tables.merge_months(silver_table, silver, [month], SILVER_KEY, SILVER_VALUES, {})  # restated
 sources = month_sources(spark, {month: (csv, "x")})
-gold = kpis(tables.read_months("silver", [month]), sources, "0", now)
-tables.replace_months("gold_kpis", gold, [month], {})
+gold = kpis(tables.read_months(silver_table, [month]), sources, "0", now)
+tables.replace_months(gold_table, gold, [month], {})
 # The JVM exits when its stdin closes, and writes the archive as it does: wait for that.
 jvm = spark.sparkContext._gateway.proc
 spark.stop()

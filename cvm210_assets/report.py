@@ -18,7 +18,7 @@ from typing import Any
 from cvm210_assets.lake.table_catalog import ALERTS_TABLE, GOLD_TABLE, REGISTRY_TABLE
 from cvm210_assets.lake.tables import DeltaRsTables
 from cvm210_assets.partitions import Month
-from cvm210_assets.sql import connect, run
+from cvm210_assets.sql.duckdb_engine import connect, run
 
 TOP = 20
 

@@ -251,7 +251,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             if settings.databricks
             else ResourceDefinition.none_resource(description="Spark steps run in this process.")
         ),
-        # Outflow alerts (README, Outflow alerts): thresholds read when the code location loads,
+        # Outflow alerts (docs/alerts.md): thresholds read when the code location loads,
         # and the channels; credentials are read from the environment only when sending.
         "outflow_rules": OutflowRules.from_file(settings.alerts.rules_file),
         "alert_delivery": AlertDelivery.from_settings(settings.alerts),

@@ -1,4 +1,5 @@
-"""The schedules: the daily run, the registry's, and the freshness checks' (jobs in jobs.py).
+"""The schedules: the daily run, the registry's, the freshness checks' and the weekly upkeep's
+(jobs in jobs.py).
 
 The daily run is aligned with CVM's publication: the current month and the previous one. CVM
 rewrites the files of months M and M-1 Tuesday to Saturday around 08:00 São Paulo time, so
@@ -17,7 +18,12 @@ from dagster import (
 )
 
 from cvm210_assets.cron_text import describe
-from cvm210_assets.jobs import cvm_fund_registry_job, cvm_inf_diario_job, freshness_job
+from cvm210_assets.jobs import (
+    cvm_fund_registry_job,
+    cvm_inf_diario_job,
+    freshness_job,
+    lake_maintenance,
+)
 from cvm210_assets.partitions import CVM_TIMEZONE, Month
 from cvm210_assets.settings import AutomationSettings
 
@@ -72,7 +78,21 @@ freshness_schedule = ScheduleDefinition(
 )
 
 
+def maintenance_schedule(cron: str) -> ScheduleDefinition:
+    """The weekly upkeep on `cron` (CVM210_MAINTENANCE_CRON), in São Paulo time."""
+    return ScheduleDefinition(
+        name="lake_maintenance_weekly",
+        job=lake_maintenance,
+        cron_schedule=cron,
+        execution_timezone=CVM_TIMEZONE,
+        description="Compaction and VACUUM of the lake's Delta tables:"
+        f" {describe(cron, CVM_TIMEZONE)}.",
+    )
+
+
 def build_schedules(automation: AutomationSettings) -> list[ScheduleDefinition]:
-    """The daily run as configured, the registry's and the freshness checks'."""
+    """The daily run and the weekly upkeep as configured, the registry's and the freshness
+    checks'."""
     daily = build_daily_schedule(automation.schedule_cron, automation.schedule_timezone)
-    return [daily, fund_registry_schedule, freshness_schedule]
+    upkeep = maintenance_schedule(automation.maintenance_cron)
+    return [daily, fund_registry_schedule, freshness_schedule, upkeep]

@@ -1,5 +1,5 @@
 """The project's settings: every `CVM210_*` variable is read here, once, and checked, with the
-defaults a laptop needs (README, Configuration). The code location reads them when its
+defaults a laptop needs (docs/configuration.md). The code location reads them when its
 definitions load (definitions.py), a `cvm210` command when it starts; both pass the one
 `Settings` to what needs it. No other module reads the project's environment, and no module
 reads it when imported.
@@ -75,7 +75,7 @@ def secret(name: str) -> str:
 
 @dataclass(frozen=True)
 class AlertSettings:
-    """Outflow alerts (README, Outflow alerts): the rules, the watchlist and e-mail delivery.
+    """Outflow alerts (docs/alerts.md): the rules, the watchlist and e-mail delivery.
     The SMTP password is a credential (SMTP_PASSWORD_VAR), read when sending."""
 
     rules_file: str | None = None  # None: the default rules (alerts/config.py)
@@ -110,7 +110,7 @@ class AlertSettings:
 @dataclass(frozen=True)
 class AutomationSettings:
     """When the schedules fire, how hard the sensor probes CVM, and what freshness and the
-    weekly upkeep allow (README, Automation)."""
+    weekly upkeep allow (docs/automation.md)."""
 
     # Tuesday to Saturday at 08:30, half an hour after CVM's usual publication time.
     schedule_cron: str = "30 8 * * 2-6"

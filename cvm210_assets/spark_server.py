@@ -2,7 +2,7 @@
 
 Every run otherwise starts its own JVM, about 6 s before its first job, and runs every stage
 cold, 1.5-2x slower, until the JIT has compiled it. Runs that attach to a server kept up by
-`cvm210 spark-server` pay neither once the server has done a month (README, Performance).
+`cvm210 spark-server` pay neither once the server has done a month (benchmarks/README.md).
 The transforms are the same: Spark Connect speaks the DataFrame API.
 
 Only this machine can connect (the server listens on 127.0.0.1), and only with the token the
@@ -39,7 +39,7 @@ def _token() -> str:
     if not token:
         raise SparkServerError(
             f"{SPARK_TOKEN_VAR} is not set: a Spark Connect server and the runs that attach to it"
-            " share a secret token (README, Keeping Spark up between runs), e.g. export"
+            " share a secret token (docs/running.md, Keeping Spark up between runs), e.g. export"
             f" {SPARK_TOKEN_VAR}=$(python -c 'import secrets; print(secrets.token_hex(16))')"
         )
     return token

@@ -4,21 +4,14 @@ Z-ordered by cnpj_fundo where users filter by fund, and vacuum what no recent ve
 Restatements MERGE into silver and replace months of the other tables, so a month can end up
 in several small files; readers then open more files than they need. Vacuum keeps at least
 30 days of time travel (`CVM210_TIME_TRAVEL_DAYS`, never less), so a bad restatement can
-still be rolled back a month later.
+still be rolled back a month later. The op runs as the `lake_maintenance` job (jobs.py), on
+its weekly schedule (schedules.py).
 """
 
 import datetime as dt
 
-from dagster import (
-    AssetObservation,
-    MetadataValue,
-    OpExecutionContext,
-    ScheduleDefinition,
-    job,
-    op,
-)
+from dagster import AssetObservation, MetadataValue, OpExecutionContext, op
 
-from cvm210_assets.cron_text import describe
 from cvm210_assets.lake.maintenance import (
     compact_months,
     file_figures,
@@ -26,7 +19,6 @@ from cvm210_assets.lake.maintenance import (
     vacuum,
 )
 from cvm210_assets.lake.table_catalog import LAKE_TABLES
-from cvm210_assets.partitions import CVM_TIMEZONE
 from cvm210_assets.resources import Lake
 
 
@@ -67,20 +59,3 @@ def maintain_tables(context: OpExecutionContext, lake: Lake) -> None:
                 },
             )
         )
-
-
-@job(description="Weekly upkeep of the lake's Delta tables (see README, Maintenance).")
-def lake_maintenance() -> None:
-    maintain_tables()
-
-
-def maintenance_schedule(cron: str) -> ScheduleDefinition:
-    """The weekly upkeep on `cron` (CVM210_MAINTENANCE_CRON), in São Paulo time."""
-    return ScheduleDefinition(
-        name="lake_maintenance_weekly",
-        job=lake_maintenance,
-        cron_schedule=cron,
-        execution_timezone=CVM_TIMEZONE,
-        description="Compaction and VACUUM of the lake's Delta tables:"
-        f" {describe(cron, CVM_TIMEZONE)}.",
-    )

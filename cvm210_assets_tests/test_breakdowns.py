@@ -23,7 +23,9 @@ from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
 from cvm210_assets.fake_cvm.registry import RegistryFiles, registry_files
 from cvm210_assets.fake_cvm.server import CAD_PATH, FakeCvm
 from cvm210_assets.lake.schemas import GOLD_BREAKDOWNS
-from cvm210_assets.sql import execute, gold_fundos_sql, spark_view_statements
+from cvm210_assets.sql.duckdb_engine import execute
+from cvm210_assets.sql.spark import spark_view_statements
+from cvm210_assets.sql.views import gold_fundos_sql
 from cvm210_assets_tests.conftest import (
     Pipeline,
     check_results,

@@ -80,6 +80,7 @@ def test_settings_defaults_and_errors(monkeypatch: pytest.MonkeyPatch, tmp_path:
         Settings.from_env({"CVM210_COMPUTE": "cluster"})
 
 
+@pytest.mark.dagster_processes
 def test_dagster_loads_the_code_location_from_workspace_yaml(tmp_path: Path) -> None:
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     result = subprocess.run(

@@ -1,7 +1,7 @@
 """Runs that do not fight: the repository's dagster.yaml queues a second run of a month.
 
 `dg dev` on 127.0.0.1 with DAGSTER_HOME holding a link to the repository's dagster.yaml and the
-pool's limit set once (`dagster instance concurrency set`), as the README says. Two runs of
+pool's limit set once (`dagster instance concurrency set`), as docs/running.md says. Two runs of
 raw_zip for the same month are launched together through the GraphQL API the UI uses. CVM's
 file answers slowly the first time, so without the pool the second run would find the month
 locked and fail (seen before the pool's limit was set); with it, the second run waits in the
@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
@@ -26,6 +27,8 @@ from cvm210_assets_tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DG = str(Path(sys.executable).parent / "dg")
+
+pytestmark = pytest.mark.dagster_processes  # starts `dg dev` and runs through it
 
 LAUNCH = """
 mutation Launch($params: ExecutionParams!) {

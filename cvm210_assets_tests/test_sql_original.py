@@ -29,7 +29,11 @@ from cvm210_assets.lake.storage import LocalStorage
 from cvm210_assets.lake.table_catalog import TABLES
 from cvm210_assets.lake.tables import DeltaRsTables
 from cvm210_assets.partitions import Month
-from cvm210_assets.sql import VIEWS, chart_data, execute, render, run_spark
+from cvm210_assets.sql.charts import chart_data
+from cvm210_assets.sql.duckdb_engine import execute
+from cvm210_assets.sql.render import render
+from cvm210_assets.sql.spark import run_spark
+from cvm210_assets.sql.views import VIEWS
 from cvm210_assets_tests.conftest import fragment_month, make_pipeline
 from cvm210_assets_tests.expectations import assert_silver
 from cvm210_assets_tests.reference import ExpectedMonth, GoldRow, diff_silver, expected_month
@@ -627,7 +631,7 @@ def test_cvm210_sql_runs_on_spark_when_asked(lake: FilledLake) -> None:
 
 
 def test_on_databricks_the_silver_name_is_the_delta_table_so_time_travel_runs_there() -> None:
-    from cvm210_assets.sql import spark_statements
+    from cvm210_assets.sql.spark import spark_statements
 
     statements = spark_statements("s3://bucket/lake/")
     created = {re.search(r"cvm_p210\.\w+", s).group(): s for s in statements[1:]}

@@ -20,8 +20,8 @@ from cvm210_assets.lake.table_catalog import (
     sql_names,
     view_names,
 )
-from cvm210_assets.sql import JOINED_VIEWS as SQL_JOINED_VIEWS
-from cvm210_assets.sql import VIEWS
+from cvm210_assets.sql.views import JOINED_VIEWS as SQL_JOINED_VIEWS
+from cvm210_assets.sql.views import VIEWS
 from cvm210_assets.transforms.alerts import OUTFLOW_ALERTS
 
 # Each table's columns as its writer declares them (bronze: its lineage; the CSV's come as read).

@@ -8,10 +8,11 @@ import pytest
 
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month, restate
 from cvm210_assets.fake_cvm.server import FakeCvm
+from cvm210_assets.jobs import lake_maintenance
 from cvm210_assets.lake.maintenance import file_figures
 from cvm210_assets.partitions import Month
+from cvm210_assets.schedules import maintenance_schedule
 from cvm210_assets.settings import AutomationSettings
-from cvm210_assets.upkeep import lake_maintenance, maintenance_schedule
 from cvm210_assets_tests.conftest import Pipeline, fragment_month
 from cvm210_assets_tests.expectations import assert_gold, assert_silver
 from cvm210_assets_tests.reference import expected_month

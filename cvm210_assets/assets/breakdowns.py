@@ -52,6 +52,7 @@ from cvm210_assets.transforms.breakdowns import (
 
 BREAKDOWNS_ASSET = BREAKDOWNS_TABLE.asset
 WINDOW_MONTHS = max(WINDOWS)
+GOLD_MONTHS = "gold_months"  # the fingerprint's field naming the window's months in gold
 
 ADD_UP_TO_MARKET = Check(
     "groups_add_up_to_market",
@@ -101,7 +102,7 @@ def evaluate(rows: Sequence[Mapping[str, Any]]) -> list[Outcome]:
         "Per month: gross inflow, outflow, net flow and organic growth (net flow ÷ starting net"
         " assets) of the market, of each CVM class, manager and administrator, for the month"
         " and the 3 and 12 months ending in it; each twice, with every fund and without funds"
-        " of funds (escopo). Groups come from fund_registry. See README, Breakdowns."
+        " of funds (escopo). Groups come from fund_registry. See docs/registry-and-breakdowns.md."
     ),
 )
 def gold_breakdowns(
@@ -121,13 +122,30 @@ class GoldBreakdowns(MonthlyAsset):
     checks = CHECKS
 
     def wanted(self, lake: Lake, month: Month, upstream: Mapping[str, Any]) -> dict[str, str]:
-        return fingerprint(_inputs(lake, month)[1])
+        """The fingerprint of every input (each gold month's version and the registry's): the
+        month is recomputed when any of them changes. It also names the window's months in
+        gold, which the judge reads."""
+        state = lake.state
+        window = [month.shift(-k) for k in range(WINDOW_MONTHS - 1, -1, -1)]
+        records = {m: state.get(GOLD_ASSET, m) for m in window}
+        registry = state.get(REGISTRY_ASSET)
+        inputs = {
+            "gold": {
+                m.key: [r["source_sha256"], r["delta_version"]] for m, r in records.items() if r
+            },
+            "registry": registry["delta_version"] if registry else None,
+        }
+        digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+        present = ", ".join(m.key for m in window if records[m])
+        return {**fingerprint(digest), GOLD_MONTHS: present}
 
     @contextmanager
     def judge(self, work: Work, plans: Sequence[Plan]) -> Iterator[Judged]:
         (plan,) = plans
         month, spark, tables = plan.month, work.spark, work.tables
-        present, _ = _inputs(work.lake, month)
+        # The gold months the fingerprint recorded: the month is computed from what its state
+        # record says, not from a second look at gold's state.
+        present = [Month.from_key(k) for k in plan.wanted[GOLD_MONTHS].split(", ") if k]
         gold = tables.read_months(GOLD_TABLE.name, present)
         # The registry is written by delta-rs wherever Dagster runs; Delta Lake reads it here.
         columns = ["cnpj_fundo", "id_subclasse", *REGISTRY_COLUMNS]
@@ -168,21 +186,6 @@ class GoldBreakdowns(MonthlyAsset):
             yield Judged({month: evaluate(rows)}, write)
         finally:
             frame.unpersist()
-
-
-def _inputs(lake: Lake, month: Month) -> tuple[list[Month], str]:
-    """The window's months in gold, and a digest of every input (each gold month's version and
-    the registry's): the month is recomputed when any of them changes."""
-    state = lake.state
-    window = [month.shift(-k) for k in range(WINDOW_MONTHS - 1, -1, -1)]
-    records = {m: state.get(GOLD_ASSET, m) for m in window}
-    registry = state.get(REGISTRY_ASSET)
-    inputs = {
-        "gold": {m.key: [r["source_sha256"], r["delta_version"]] for m, r in records.items() if r},
-        "registry": registry["delta_version"] if registry else None,
-    }
-    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
-    return [m for m in window if records[m]], digest
 
 
 def _top(groups: Sequence[Mapping[str, Any]], dimension: str) -> MetadataValue:

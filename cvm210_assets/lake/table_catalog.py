@@ -34,7 +34,7 @@ class LakeTable:
 
 @dataclass(frozen=True)
 class JoinedView:
-    """A view of the original design over several tables (its SELECT is in sql.py)."""
+    """A view of the original design over several tables (its SELECT is in sql/views.py)."""
 
     view: str
     tables: tuple[LakeTable, ...]

@@ -1,7 +1,7 @@
 """Silver: bronze rows judged against CVM's data dictionary, in one canonical schema.
 
 Every bronze row ends up in exactly one of the two outputs: silver, or the rejects with the
-first rule it broke (README, "Rejected rows"). Nothing is rounded, coerced or guessed.
+first rule it broke (docs/data-model.md, "Rejected rows"). Nothing is rounded, coerced or guessed.
 """
 
 from __future__ import annotations

@@ -1,0 +1,93 @@
+"""The original design's tables and views, defined once and rendered for DuckDB and Spark SQL.
+
+The tables and the names of their views are the catalog's (`lake/table_catalog.py`); here are
+the original's columns a table's own lack, and the SELECTs of the views over several tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from cvm210_assets.lake.table_catalog import (
+    GOLD_FUNDOS_VIEW,
+    GOLD_TABLE,
+    LAKE_TABLES,
+    REGISTRY_TABLE,
+    SILVER_TABLE,
+    LakeTable,
+)
+
+
+@dataclass(frozen=True)
+class View:
+    """A table of the original design: a Delta table plus the original's extra columns."""
+
+    table: str
+    # Extra column -> SQL expression over the table's row (alias t).
+    columns: Mapping[str, str] = field(default_factory=dict)
+
+
+# The original design's columns that a table's own lack, by table.
+EXTRA_COLUMNS: dict[LakeTable, dict[str, str]] = {
+    SILVER_TABLE: {"dh_processamento_silver": "t.dh_processamento"},
+    GOLD_TABLE: {
+        "dias_negociacao": "t.dias_com_informe",
+        "valor_total_movimentado": "t.total_captacao + t.total_resgate",
+        # A return in percent. The original's (max − min) ÷ min was a range: see docs/sql.md.
+        "variacao_cota_mes": "100 * t.variacao_cota",
+        "dh_geracao_analytics": "t.dh_processamento",
+    },
+}
+VIEWS: dict[str, View] = {t.view: View(t.name, EXTRA_COLUMNS.get(t, {})) for t in LAKE_TABLES}
+
+# The registry's columns that gold_fundos adds to each gold row.
+REGISTRY_COLUMNS = (
+    "nome",
+    "classe",
+    "classe_anbima",
+    "gestor",
+    "cnpj_gestor",
+    "administrador",
+    "cnpj_administrador",
+    "situacao",
+    "fundo_de_cotas",
+)
+
+
+def gold_fundos_sql(relations: Mapping[str, str]) -> str:
+    """gold_kpis with the fund's name, class, manager and administrator: a subclass's row
+    takes its subclass's registry entry, else its class's (one row of gold, one row here)."""
+    picked = [
+        f"CASE WHEN s.cnpj_fundo IS NOT NULL THEN s.{c} ELSE c.{c} END AS {c}"
+        for c in REGISTRY_COLUMNS
+    ]
+    return (
+        f"SELECT g.*, {', '.join(picked)} FROM {relations[GOLD_TABLE.name]} AS g"
+        f" LEFT JOIN {relations[REGISTRY_TABLE.name]} AS s"
+        " ON s.cnpj_fundo = g.cnpj_fundo AND s.id_subclasse = g.id_subclasse"
+        f" LEFT JOIN {relations[REGISTRY_TABLE.name]} AS c"
+        " ON c.cnpj_fundo = g.cnpj_fundo AND c.id_subclasse IS NULL"
+    )
+
+
+# Views over several tables: name -> (the tables, its SELECT over them).
+JOINED_VIEWS: dict[str, tuple[tuple[str, ...], Callable[[Mapping[str, str]], str]]] = {
+    GOLD_FUNDOS_VIEW.view: (tuple(t.name for t in GOLD_FUNDOS_VIEW.tables), gold_fundos_sql)
+}
+
+
+def joined_views(relations: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The joined views whose tables are all in `relations`: (name, SELECT) each."""
+    return [
+        (name, select(relations))
+        for name, (needs, select) in JOINED_VIEWS.items()
+        if all(t in relations for t in needs)
+    ]
+
+
+def view_sql(name: str, relations: Mapping[str, str]) -> str:
+    """The SELECT of view `name`, over `relations` (Delta table -> how the engine names it)."""
+    view = VIEWS[name]
+    extras = [f"{expression} AS {column}" for column, expression in view.columns.items()]
+    return f"SELECT {', '.join(['t.*', *extras])} FROM {relations[view.table]} AS t"
