@@ -208,10 +208,10 @@ def _with_server(fake, csv: bytes, restated: bytes, work: Path, duckdb_s: float)
     import socket
 
     from cvm210_assets.resources import session_jars, spark_config
-    from cvm210_assets.settings import Settings
-    from cvm210_assets.spark_server import TOKEN_ENV, SparkServer
+    from cvm210_assets.settings import SPARK_TOKEN_VAR, Settings
+    from cvm210_assets.spark_server import SparkServer
 
-    os.environ[TOKEN_ENV] = secrets.token_hex(16)
+    os.environ[SPARK_TOKEN_VAR] = secrets.token_hex(16)
     settings = Settings.from_env()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

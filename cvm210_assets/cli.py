@@ -14,17 +14,16 @@ if TYPE_CHECKING:
     from cvm210_assets.lake.tables import DeltaRsTables
 
 
-def _lake_tables(lake_uri: str | None) -> DeltaRsTables:
+def _lake_tables(lake_uri: str) -> DeltaRsTables:
     # Imports stay inside the commands: `cvm210 --help` should not load Dagster and Spark.
     from dagster_aws.s3 import S3Resource
 
     from cvm210_assets.resources import Lake
 
-    uri = lake_uri or Settings.from_env().lake_uri
-    return Lake(uri=uri, s3=S3Resource()).tables
+    return Lake(uri=lake_uri, s3=S3Resource()).tables
 
 
-def _on_spark(lake: str | None, query: str) -> tuple[list[str], list[tuple]]:
+def _on_spark(settings: Settings, lake: str, query: str) -> tuple[list[str], list[tuple]]:
     """The statement as written, on a local Spark with Delta Lake (its jars from the set-up)."""
     import tempfile
     from dataclasses import replace
@@ -35,7 +34,7 @@ def _on_spark(lake: str | None, query: str) -> tuple[list[str], list[tuple]]:
     from cvm210_assets.sql.spark import run_spark
 
     tables = _lake_tables(lake)
-    settings = replace(Settings.from_env(), lake_uri=tables.storage.root_uri, spark_remote=None)
+    settings = replace(settings, lake_uri=tables.storage.root_uri, spark_remote=None)
     conf = spark_config(settings) | session_jars(settings.jar_cache, jar_groups(settings))
     with tempfile.TemporaryDirectory(prefix="cvm210-sql-") as warehouse:
         builder = SparkSession.builder.config("spark.sql.warehouse.dir", warehouse)
@@ -49,7 +48,7 @@ def _on_spark(lake: str | None, query: str) -> tuple[list[str], list[tuple]]:
             spark.stop()
 
 
-def _sql(args: argparse.Namespace) -> int:
+def _sql(args: argparse.Namespace, settings: Settings) -> int:
     import duckdb
 
     from cvm210_assets.lake.maintenance import LakeError
@@ -59,16 +58,17 @@ def _sql(args: argparse.Namespace) -> int:
     from cvm210_assets.sql.duckdb_engine import execute
     from cvm210_assets.sql.render import render
 
+    lake = args.lake or settings.lake_uri
     try:
         if args.engine == "spark":
             from pyspark.errors import PySparkException
 
             try:
-                columns, rows = _on_spark(args.lake, args.query)
+                columns, rows = _on_spark(settings, lake, args.query)
             except PySparkException as error:  # the statement's own error, as Spark words it
                 raise SqlError(str(error).split("\n")[0]) from None
         else:
-            columns, rows = execute(_lake_tables(args.lake), args.query)
+            columns, rows = execute(_lake_tables(lake), args.query)
         chart = chart_data(columns, rows) if args.chart else None
     except (duckdb.Error, SqlError, LakeError, MissingJars) as error:
         print(f"cvm210 sql: {error}", file=sys.stderr)
@@ -80,7 +80,7 @@ def _sql(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(args: argparse.Namespace) -> int:
+def _report(args: argparse.Namespace, settings: Settings) -> int:
     import duckdb
 
     from cvm210_assets.partitions import Month
@@ -89,7 +89,7 @@ def _report(args: argparse.Namespace) -> int:
     try:
         month = Month.from_key(args.month)
         out = args.out or f"cvm210-report-{month.key}.html"
-        write_report(_lake_tables(args.lake), month, out)
+        write_report(_lake_tables(args.lake or settings.lake_uri), month, out)
     except (duckdb.Error, ReportError, ValueError, OSError) as error:
         print(f"cvm210 report: {error}", file=sys.stderr)
         return 1
@@ -97,28 +97,22 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from cvm210_assets.demo import DEMO_MONTHS, run_demo
 
-    lake = args.lake or Settings.from_env().lake_uri
-    return 0 if run_demo(lake, args.months or DEMO_MONTHS, args.funds) else 1
+    lake = args.lake or settings.lake_uri
+    return 0 if run_demo(settings, lake, args.months or DEMO_MONTHS, args.funds) else 1
 
 
-def _spark_server(args: argparse.Namespace) -> int:
+def _spark_server(args: argparse.Namespace, settings: Settings) -> int:
     from dataclasses import replace
 
     from cvm210_assets.resources import jar_groups, session_jars, spark_config
+    from cvm210_assets.settings import SPARK_REMOTE_VAR, remote_port
     from cvm210_assets.spark_jars import MissingJars
-    from cvm210_assets.spark_server import (
-        DEFAULT_PORT,
-        REMOTE_ENV,
-        SparkServer,
-        SparkServerError,
-        remote_port,
-    )
+    from cvm210_assets.spark_server import DEFAULT_PORT, SparkServer, SparkServerError
 
     try:
-        settings = Settings.from_env()
         remote = settings.spark_remote
         port = args.port or (remote_port(remote) if remote else DEFAULT_PORT)
         local = replace(settings, spark_remote=None)
@@ -130,7 +124,7 @@ def _spark_server(args: argparse.Namespace) -> int:
         return 1
     print(
         f"cvm210 spark-server: listening on {server.remote}; runs attach with"
-        f" {REMOTE_ENV}={server.remote} and the same token. Ctrl-C stops it.",
+        f" {SPARK_REMOTE_VAR}={server.remote} and the same token. Ctrl-C stops it.",
         file=sys.stderr,
         flush=True,
     )
@@ -212,7 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     server.set_defaults(run=_spark_server)
 
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        settings = Settings.from_env()  # once, for the command to pass on
+    except ValueError as error:
+        print(f"cvm210 {args.command}: {error}", file=sys.stderr)
+        return 1
+    return args.run(args, settings)
 
 
 if __name__ == "__main__":

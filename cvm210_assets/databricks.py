@@ -8,7 +8,6 @@ reference resolved when a step launches, OAuth client credentials are read by da
 from the environment, and the cluster gets its AWS keys from a Databricks secret scope.
 """
 
-import os
 import shutil
 import tempfile
 import warnings
@@ -30,25 +29,22 @@ if TYPE_CHECKING:
 
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-# Settings the cluster needs to build the same resources; none of them is a secret.
-FORWARDED_ENV = (
-    "CVM210_LAKE_URI",
-    "CVM210_SOURCE_URL",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_S3",
-)
 
 
 def cluster_environment(settings: "Settings") -> dict[str, str]:
-    """The settings the cluster's copy of the code location is loaded with."""
-    forwarded = {name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)}
-    return {
-        **forwarded,
+    """The settings the cluster's copy of the code location is loaded with, none of them a
+    secret: the lake and CVM's folder, and the S3 endpoint and region under the names that
+    boto3 and Settings.from_env read there."""
+    env = {
         "CVM210_COMPUTE": "databricks",
         "CVM210_LAKE_URI": settings.lake_uri,
+        "CVM210_SOURCE_URL": settings.source_url,
     }
+    if settings.aws_region:
+        env |= {"AWS_REGION": settings.aws_region, "AWS_DEFAULT_REGION": settings.aws_region}
+    if settings.aws_endpoint_url:
+        env["AWS_ENDPOINT_URL"] = settings.aws_endpoint_url
+    return env
 
 
 def launcher_config(settings: "Settings") -> dict[str, Any]:

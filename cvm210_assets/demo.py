@@ -39,16 +39,18 @@ LIMIT 5;"""
 
 
 def run_demo(
-    lake: str, months: Sequence[str] = DEMO_MONTHS, funds: int = 300, say: Callable = print
+    settings: Settings,
+    lake: str,
+    months: Sequence[str] = DEMO_MONTHS,
+    funds: int = 300,
+    say: Callable = print,
 ) -> bool:
-    """Serve the demo site on 127.0.0.1, materialize `months` and the fund registry, print the
-    design's query."""
+    """Serve the demo site on 127.0.0.1, materialize `months` and the fund registry into
+    `lake` with the rest of `settings`, print the design's query."""
     with FakeCvm() as fake:
         published = publish_demo(fake, n_funds=funds)
         say(f"Local CVM at {fake.base_url}: {', '.join(sorted(published))}")
-        settings = replace(
-            Settings.from_env(), source_url=fake.base_url, lake_uri=resolve_lake(lake)
-        )
+        settings = replace(settings, source_url=fake.base_url, lake_uri=resolve_lake(lake))
         resources = build_resources(settings)
         instance = (
             DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()

@@ -18,13 +18,13 @@ weekday schedule) always judges.
 """
 
 import datetime as dt
-import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from dagster import (
     AssetCheckExecutionContext,
+    AssetCheckKey,
     AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
@@ -45,7 +45,10 @@ from cvm210_assets.partitions import CVM_TIMEZONE, Month
 from cvm210_assets.resources import CvmSource, Lake
 from cvm210_assets.source.probe import ProbeError, same_version
 
-DEFAULT_MAX_AGE = 2
+# The two checks, whatever their threshold: what the freshness job selects.
+CURRENT_MONTH_FRESH = AssetCheckKey(silver.key, "current_month_fresh")
+CVM_COPY_NOT_NEWER = AssetCheckKey(raw_zip.key, "cvm_copy_not_newer")
+FRESHNESS_CHECK_KEYS = (CURRENT_MONTH_FRESH, CVM_COPY_NOT_NEWER)
 FIXED_HOLIDAYS = ((1, 1), (4, 21), (5, 1), (9, 7), (10, 12), (11, 2), (11, 15), (12, 25))
 
 
@@ -80,13 +83,6 @@ def business_days_after(start: dt.date, end: dt.date) -> int:
         if day.weekday() < 5 and day not in holidays(day.year):
             days += 1
     return days
-
-
-def max_age(env: Mapping[str, str] = os.environ) -> int:
-    value = env.get("CVM210_FRESHNESS_BUSINESS_DAYS") or str(DEFAULT_MAX_AGE)
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"CVM210_FRESHNESS_BUSINESS_DAYS={value!r}: expected a whole number >= 1")
-    return int(value)
 
 
 def freshness(latest: dt.date | None, today: dt.date, limit: int) -> tuple[bool, dict[str, Any]]:
@@ -132,13 +128,14 @@ def _not_now(context: AssetCheckExecutionContext, name: str, current: Month) -> 
 def build_freshness_checks(
     limit: int, now: Callable[[], dt.datetime] = _now
 ) -> list[AssetChecksDefinition]:
-    """The two checks; `now` is their clock (tests fix it)."""
+    """The two checks, silver's newest date at most `limit` business days old
+    (CVM210_FRESHNESS_BUSINESS_DAYS); `now` is their clock (tests fix it)."""
 
     # multi_asset_check with can_subset: a check that may yield no result (see the docstring).
     @multi_asset_check(
         specs=[
             AssetCheckSpec(
-                "current_month_fresh",
+                CURRENT_MONTH_FRESH.name,
                 asset=silver,
                 blocking=False,
                 description=f"The newest dt_comptc is at most {limit} business days old (WARN)."
@@ -166,7 +163,7 @@ def build_freshness_checks(
     @multi_asset_check(
         specs=[
             AssetCheckSpec(
-                "cvm_copy_not_newer",
+                CVM_COPY_NOT_NEWER.name,
                 asset=raw_zip,
                 blocking=False,
                 description="CVM's file for the current month is the version the lake holds"
@@ -227,6 +224,3 @@ def _warning(
         severity=AssetCheckSeverity.WARN,
         metadata=dict(metadata),
     )
-
-
-FRESHNESS_CHECKS = build_freshness_checks(max_age())

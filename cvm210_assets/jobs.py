@@ -13,7 +13,7 @@ from cvm210_assets.assets.gold import gold_kpis
 from cvm210_assets.assets.ingestion import raw_zip, s3_csv_partition
 from cvm210_assets.assets.registry import fund_registry
 from cvm210_assets.assets.silver import silver
-from cvm210_assets.freshness import FRESHNESS_CHECKS
+from cvm210_assets.freshness import FRESHNESS_CHECK_KEYS
 from cvm210_assets.upkeep import maintain_tables
 
 cvm_inf_diario_job = define_asset_job(
@@ -41,7 +41,7 @@ cvm_fund_registry_job = define_asset_job(
 
 freshness_job = define_asset_job(
     "cvm_freshness",
-    selection=AssetSelection.checks(*FRESHNESS_CHECKS),
+    selection=AssetSelection.checks(*FRESHNESS_CHECK_KEYS),
     description="Is the lake keeping up with CVM? (two WARN checks; see docs/automation.md)",
 )
 

@@ -1,6 +1,5 @@
 """Resources: the I/O of the pipeline. Assets get the lake, the CVM source and Spark from here."""
 
-import os
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -90,6 +89,8 @@ class Lake(ConfigurableResource):
     s3: S3Resource
     # A range's months share Spark jobs up to this many input rows a batch (assets/monthly.py).
     batch_rows: int = 4_000_000
+    # How long vacuum keeps old versions readable (upkeep.py); never below MIN_TIME_TRAVEL.
+    time_travel_days: int = 30
 
     _storage: LakeStorage | None = PrivateAttr(default=None)
 
@@ -247,7 +248,12 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         from cvm210_assets.databricks import step_launcher
     return {
         "cvm": CvmSource(base_url=settings.source_url),
-        "lake": Lake(uri=settings.lake_uri, s3=S3Resource(), batch_rows=settings.spark_batch_rows),
+        "lake": Lake(
+            uri=settings.lake_uri,
+            s3=S3Resource(),
+            batch_rows=settings.spark_batch_rows,
+            time_travel_days=settings.automation.time_travel_days,
+        ),
         # Lazy: no JVM starts until a step asks for the session, so steps that skip unchanged
         # months, and the local side of a launched step, never pay for one.
         "pyspark": SparkSessionResource(
@@ -265,6 +271,6 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         ),
         # Outflow alerts (docs/alerts.md): thresholds read when the code location loads,
         # and the channels; credentials are read from the environment only when sending.
-        "outflow_rules": OutflowRules.from_file(os.environ.get("CVM210_ALERT_RULES")),
-        "alert_delivery": AlertDelivery.from_env(),
+        "outflow_rules": OutflowRules.from_file(settings.alerts.rules_file),
+        "alert_delivery": AlertDelivery.from_settings(settings.alerts),
     }

@@ -8,9 +8,7 @@ Months that did not change cost a HTTP 304 and nothing else (every asset skips u
 """
 
 import datetime as dt
-import os
-from collections.abc import Mapping
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from dagster import (
     RunRequest,
@@ -27,9 +25,7 @@ from cvm210_assets.jobs import (
     lake_maintenance,
 )
 from cvm210_assets.partitions import CVM_TIMEZONE, Month
-
-# Tuesday to Saturday at 08:30, half an hour after CVM's usual publication time.
-DEFAULT_CRON = "30 8 * * 2-6"
+from cvm210_assets.settings import AutomationSettings
 
 
 def daily_run_requests(scheduled: dt.datetime) -> list[RunRequest]:
@@ -42,22 +38,10 @@ def daily_run_requests(scheduled: dt.datetime) -> list[RunRequest]:
     ]
 
 
-def schedule_cron(env: Mapping[str, str] = os.environ) -> str:
-    return env.get("CVM210_SCHEDULE_CRON") or DEFAULT_CRON
-
-
-def schedule_timezone(env: Mapping[str, str] = os.environ) -> str:
-    timezone = env.get("CVM210_SCHEDULE_TIMEZONE") or CVM_TIMEZONE
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError) as error:
-        raise ValueError(
-            f"CVM210_SCHEDULE_TIMEZONE={timezone!r}: not an IANA time zone (e.g. America/Sao_Paulo)"
-        ) from error
-    return timezone
-
-
 def build_daily_schedule(cron: str, timezone: str) -> ScheduleDefinition:
+    """The daily run on `cron` in `timezone` (CVM210_SCHEDULE_CRON, CVM210_SCHEDULE_TIMEZONE);
+    its months are São Paulo's whatever the time zone."""
+
     @schedule(
         name="cvm_inf_diario_daily",
         cron_schedule=cron,
@@ -93,12 +77,9 @@ freshness_schedule = ScheduleDefinition(
     f" {describe(FRESHNESS_CRON, CVM_TIMEZONE)}.",
 )
 
-# Sundays 03:00 São Paulo: no CVM publication, no daily run.
-MAINTENANCE_CRON = "0 3 * * 0"
 
-
-def maintenance_schedule(env: Mapping[str, str] = os.environ) -> ScheduleDefinition:
-    cron = env.get("CVM210_MAINTENANCE_CRON") or MAINTENANCE_CRON
+def maintenance_schedule(cron: str) -> ScheduleDefinition:
+    """The weekly upkeep on `cron` (CVM210_MAINTENANCE_CRON), in São Paulo time."""
     return ScheduleDefinition(
         name="lake_maintenance_weekly",
         job=lake_maintenance,
@@ -109,9 +90,9 @@ def maintenance_schedule(env: Mapping[str, str] = os.environ) -> ScheduleDefinit
     )
 
 
-SCHEDULES = [
-    build_daily_schedule(schedule_cron(), schedule_timezone()),
-    fund_registry_schedule,
-    freshness_schedule,
-    maintenance_schedule(),
-]
+def build_schedules(automation: AutomationSettings) -> list[ScheduleDefinition]:
+    """The daily run and the weekly upkeep as configured, the registry's and the freshness
+    checks'."""
+    daily = build_daily_schedule(automation.schedule_cron, automation.schedule_timezone)
+    upkeep = maintenance_schedule(automation.maintenance_cron)
+    return [daily, fund_registry_schedule, freshness_schedule, upkeep]

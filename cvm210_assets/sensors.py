@@ -15,7 +15,6 @@ what the lake holds (the raw zone's latest.json of its file) instead.
 import datetime as dt
 import hashlib
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -28,7 +27,6 @@ from cvm210_assets.resources import CvmSource, Lake
 from cvm210_assets.source.probe import VERSION_FIELDS, ProbeError, Version, same_version
 
 INTERVAL_SECONDS = 3600
-DEFAULT_MAX_REQUESTS = 12  # ten monthly files and, at most, the two years they span
 # A HEAD has no body to wait for: a short read timeout, and the tick stopping at the first
 # one, keep a tick within the 60 s that Dagster gives a sensor evaluation.
 PROBE_READ_TIMEOUT_SECONDS = 10.0
@@ -80,16 +78,6 @@ def run_key(month: Month, seen: Version) -> str:
     return f"{month.key}:{hashlib.sha256(token.encode()).hexdigest()[:16]}"
 
 
-def sensor_max_requests(env: Mapping[str, str] = os.environ) -> int:
-    value = env.get("CVM210_SENSOR_MAX_REQUESTS") or str(DEFAULT_MAX_REQUESTS)
-    if not value.isdigit() or int(value) < 2:
-        raise ValueError(
-            f"CVM210_SENSOR_MAX_REQUESTS={value!r}: expected >= 2 (a month in a yearly"
-            " archive takes two requests)"
-        )
-    return int(value)
-
-
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
@@ -97,7 +85,8 @@ def _utc_now() -> dt.datetime:
 def build_change_sensor(
     max_requests: int, now: Callable[[], dt.datetime] = _utc_now
 ) -> SensorDefinition:
-    """The sensor; `now` is its clock (tests fix it to evaluate a given day)."""
+    """The sensor, making at most `max_requests` a tick (CVM210_SENSOR_MAX_REQUESTS); `now`
+    is its clock (tests fix it to evaluate a given day)."""
 
     @sensor(
         name="cvm_inf_diario_changes",
@@ -140,6 +129,3 @@ def build_change_sensor(
         )
 
     return cvm_inf_diario_changes
-
-
-SENSORS = [build_change_sensor(sensor_max_requests())]

@@ -23,11 +23,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import version
 from pathlib import Path
+
+from cvm210_assets.settings import jar_cache_dir
 
 SCALA = "2.13"
 FIX = "./scripts/setup.sh (or: python -m cvm210_assets.spark_jars)"
@@ -35,13 +36,6 @@ FIX = "./scripts/setup.sh (or: python -m cvm210_assets.spark_jars)"
 
 class MissingJars(RuntimeError):
     """The cache lacks jars a session needs; the message names the command that fetches them."""
-
-
-def cache_dir(env: Mapping[str, str]) -> Path:
-    """CVM210_JAR_CACHE, else cvm210's folder in the user's cache."""
-    if env.get("CVM210_JAR_CACHE"):
-        return Path(env["CVM210_JAR_CACHE"]).expanduser().resolve()
-    return Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cvm210" / "jars"
 
 
 @cache
@@ -191,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.groups) - set(GROUPS)
     if unknown:
         parser.error(f"unknown group(s) {', '.join(sorted(unknown))}; groups: {', '.join(GROUPS)}")
-    jar_cache = JarCache(cache_dir(os.environ))
+    jar_cache = JarCache(jar_cache_dir())
     try:
         for group in args.groups or GROUPS:
             jars = jar_cache.jars(group) if args.check else jar_cache.fetch(group)

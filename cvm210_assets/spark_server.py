@@ -13,7 +13,6 @@ a command line, a log or Dagster's configuration.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -22,38 +21,26 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from cvm210_assets.settings import SPARK_REMOTE_VAR, SPARK_TOKEN_VAR, remote_port, secret
+
 if TYPE_CHECKING:  # Spark loads only where a session or a server is asked for
     from pyspark.sql import SparkSession
 
-TOKEN_ENV = "CVM210_SPARK_TOKEN"
-REMOTE_ENV = "CVM210_SPARK_REMOTE"
 DEFAULT_PORT = 15002
 _SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
-_REMOTE = re.compile(r"sc://localhost:(\d{1,5})")
 
 
 class SparkServerError(RuntimeError):
     """The server cannot be started or reached; the message says what to do."""
 
 
-def remote_port(remote: str) -> int:
-    """The port of a `sc://localhost:PORT` address, the only form a run attaches to."""
-    match = _REMOTE.fullmatch(remote)
-    if match is None or not 0 < int(match[1]) < 65536:
-        raise ValueError(
-            f"{REMOTE_ENV}={remote!r}: expected sc://localhost:PORT (a server started on this"
-            " machine by `cvm210 spark-server`)"
-        )
-    return int(match[1])
-
-
 def _token() -> str:
-    token = os.environ.get(TOKEN_ENV, "")
+    token = secret(SPARK_TOKEN_VAR)
     if not token:
         raise SparkServerError(
-            f"{TOKEN_ENV} is not set: a Spark Connect server and the runs that attach to it"
+            f"{SPARK_TOKEN_VAR} is not set: a Spark Connect server and the runs that attach to it"
             " share a secret token (docs/running.md, Keeping Spark up between runs), e.g. export"
-            f" {TOKEN_ENV}=$(python -c 'import secrets; print(secrets.token_hex(16))')"
+            f" {SPARK_TOKEN_VAR}=$(python -c 'import secrets; print(secrets.token_hex(16))')"
         )
     return token
 
@@ -75,8 +62,8 @@ def connect_session(remote: str, conf: Mapping[str, str]) -> SparkSession:
     token = _token()
     if not _answers(port):
         raise SparkServerError(
-            f"no Spark Connect server answers at {remote} ({REMOTE_ENV}): start one with"
-            f" `cvm210 spark-server`, or unset {REMOTE_ENV} to run Spark inside each run"
+            f"no Spark Connect server answers at {remote} ({SPARK_REMOTE_VAR}): start one with"
+            f" `cvm210 spark-server`, or unset {SPARK_REMOTE_VAR} to run Spark inside each run"
         )
     from pyspark.sql import SparkSession
 

@@ -9,13 +9,10 @@ its weekly schedule (schedules.py).
 """
 
 import datetime as dt
-import os
-from collections.abc import Mapping
 
 from dagster import AssetObservation, MetadataValue, OpExecutionContext, op
 
 from cvm210_assets.lake.maintenance import (
-    MIN_TIME_TRAVEL,
     compact_months,
     file_figures,
     keep_time_travel,
@@ -25,22 +22,11 @@ from cvm210_assets.lake.table_catalog import LAKE_TABLES
 from cvm210_assets.resources import Lake
 
 
-def time_travel(env: Mapping[str, str] = os.environ) -> dt.timedelta:
-    """How long old versions stay readable; at least MIN_TIME_TRAVEL."""
-    value = env.get("CVM210_TIME_TRAVEL_DAYS") or str(MIN_TIME_TRAVEL.days)
-    if not value.isdigit() or int(value) < MIN_TIME_TRAVEL.days:
-        raise ValueError(
-            f"CVM210_TIME_TRAVEL_DAYS={value!r}: expected a whole number of days >="
-            f" {MIN_TIME_TRAVEL.days}"
-        )
-    return dt.timedelta(days=int(value))
-
-
 @op(description="Compact fragmented months (Z-ordered by fund) and vacuum, table by table.")
 def maintain_tables(context: OpExecutionContext, lake: Lake) -> None:
     # Maintenance goes through delta-rs wherever the steps run: it is file work, no Spark.
     tables = lake.tables
-    keep = time_travel()
+    keep = dt.timedelta(days=lake.time_travel_days)
     # Each table Z-ordered by the filters users query it by (lake/table_catalog.py), and
     # observed on the asset that writes it.
     for entry in LAKE_TABLES:

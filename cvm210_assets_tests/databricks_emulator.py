@@ -36,11 +36,11 @@ def runtime_spark_conf() -> dict[str, str]:
     """What a Databricks runtime has built in: Delta Lake (its engine, SQL extension and
     catalog) and s3:// (through s3a here), from the set-up's jar cache."""
     from cvm210_assets.resources import DELTA_EXTENSIONS, session_jars
-    from cvm210_assets.spark_jars import cache_dir
+    from cvm210_assets.settings import jar_cache_dir
 
     return {
         **DELTA_EXTENSIONS,
-        **session_jars(cache_dir(os.environ), ["delta", "s3"]),
+        **session_jars(jar_cache_dir(), ["delta", "s3"]),
         "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
     }
 

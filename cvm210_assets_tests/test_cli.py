@@ -83,8 +83,9 @@ def test_demo_runs_the_pipeline_and_prints_the_design_query(spark, tmp_path) -> 
 
 def main_demo(lake: str, said: list[str]) -> bool:
     from cvm210_assets.demo import run_demo
+    from cvm210_assets.settings import Settings
 
-    return run_demo(lake, months=["2019-07"], funds=40, say=said.append)
+    return run_demo(Settings.from_env(), lake, months=["2019-07"], funds=40, say=said.append)
 
 
 @pytest.mark.spark  # the documented command starts Spark in its own process

@@ -124,7 +124,7 @@ def emulator(tmp_path: Path):
     ],
 )
 def test_missing_or_contradictory_settings_fail_naming_the_variable(
-    monkeypatch: pytest.MonkeyPatch, change: dict[str, str | None], message: str
+    change: dict[str, str | None], message: str
 ) -> None:
     settings = {
         "CVM210_COMPUTE": "databricks",
@@ -133,25 +133,21 @@ def test_missing_or_contradictory_settings_fail_naming_the_variable(
         "DATABRICKS_TOKEN": "dapi-x",
         "CVM210_DATABRICKS_CLUSTER_FILE": str(EXAMPLE),
     }
-    for name, value in {**settings, **change}.items():
-        if value is None:
-            monkeypatch.delenv(name, raising=False)
-        else:
-            monkeypatch.setenv(name, value)
+    env = {name: value for name, value in {**settings, **change}.items() if value is not None}
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-        Settings.from_env()
+        Settings.from_env(env)
 
 
-def test_cluster_file_is_checked_against_the_launcher_schema(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("CVM210_COMPUTE", "databricks")
-    monkeypatch.setenv("CVM210_LAKE_URI", "s3://bucket/lake")
-    monkeypatch.setenv("DATABRICKS_HOST", "https://dbc-1.cloud.databricks.com")
-    monkeypatch.setenv("DATABRICKS_CLIENT_ID", "sp")
-    monkeypatch.setenv("DATABRICKS_CLIENT_SECRET", f"oauth-{PLANTED}")
-    monkeypatch.setenv("CVM210_DATABRICKS_CLUSTER_FILE", str(EXAMPLE))
-    settings = Settings.from_env()
+def test_cluster_file_is_checked_against_the_launcher_schema(tmp_path: Path) -> None:
+    env = {
+        "CVM210_COMPUTE": "databricks",
+        "CVM210_LAKE_URI": "s3://bucket/lake",
+        "DATABRICKS_HOST": "https://dbc-1.cloud.databricks.com",
+        "DATABRICKS_CLIENT_ID": "sp",
+        "DATABRICKS_CLIENT_SECRET": f"oauth-{PLANTED}",
+        "CVM210_DATABRICKS_CLUSTER_FILE": str(EXAMPLE),
+    }
+    settings = Settings.from_env(env)
     config = launcher_config(settings)
     # Credentials are references, never values: OAuth is left to databricks-sdk's environment.
     assert PLANTED not in repr(config)
@@ -162,13 +158,13 @@ def test_cluster_file_is_checked_against_the_launcher_schema(
     content["run_config"]["cluster"]["existing"] = "0101-123456-abcdefgh"
     both = tmp_path / "both.json"
     both.write_text(json.dumps(content))
-    monkeypatch.setenv("CVM210_DATABRICKS_CLUSTER_FILE", str(both))
+    env["CVM210_DATABRICKS_CLUSTER_FILE"] = str(both)
     with pytest.raises(ValueError, match=r"exactly one of 'new'.*found \['existing', 'new'\]"):
-        Settings.from_env()
+        Settings.from_env(env)
     content["run_config"]["cluster"] = {"new": {"spark_version": "17.3.x-scala2.13"}}
     both.write_text(json.dumps(content))
     with pytest.raises(ValueError, match=r"both.json.*Missing required config entries"):
-        Settings.from_env()
+        Settings.from_env(env)
 
 
 # --- through the emulated workspace ------------------------------------------------------------

@@ -76,9 +76,8 @@ def test_settings_defaults_and_errors(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert settings.lake_uri == str(tmp_path / "lake")
     assert settings.source_url == "https://dados.cvm.gov.br/dados/FI/DOC/INF_DIARIO/DADOS"
     assert settings.compute == "local"
-    monkeypatch.setenv("CVM210_COMPUTE", "cluster")
     with pytest.raises(ValueError, match="CVM210_COMPUTE='cluster'"):
-        Settings.from_env()
+        Settings.from_env({"CVM210_COMPUTE": "cluster"})
 
 
 @pytest.mark.dagster_processes

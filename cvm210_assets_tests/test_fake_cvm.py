@@ -579,10 +579,12 @@ def test_publish_demo(fake: FakeCvm) -> None:
 def test_demo_site_serves_the_registry_where_the_registry_asset_looks(fake: FakeCvm) -> None:
     """The README's offline CVM serves what fund_registry reads: the URL derived from
     CVM210_SOURCE_URL (the default of the UI's instructions) answers the registry's zip."""
+    from cvm210_assets.settings import Settings
     from cvm210_assets.source.registry import cad_fi_url, registry_url
 
     publish_demo(fake, n_funds=20)
-    zip_url = registry_url({"CVM210_SOURCE_URL": fake.base_url})
+    settings = Settings.from_env({"CVM210_SOURCE_URL": fake.base_url})
+    zip_url = registry_url(settings.source_url, settings.registry_url)
     assert zip_url == fake.url(REGISTRY_PATH)
     status, _, body = get(zip_url)
     assert status == 200

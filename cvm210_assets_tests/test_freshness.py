@@ -17,10 +17,10 @@ from cvm210_assets.freshness import (
     easter,
     freshness,
     holidays,
-    max_age,
     other_months,
 )
 from cvm210_assets.partitions import Month
+from cvm210_assets.settings import AutomationSettings
 from cvm210_assets_tests.conftest import Pipeline, make_pipeline
 
 D = dt.date
@@ -53,6 +53,10 @@ def test_freshness_verdicts() -> None:
     assert max_age({}) == 2 and max_age({"CVM210_FRESHNESS_BUSINESS_DAYS": "5"}) == 5
     with pytest.raises(ValueError, match="CVM210_FRESHNESS_BUSINESS_DAYS"):
         max_age({"CVM210_FRESHNESS_BUSINESS_DAYS": "0"})
+
+
+def max_age(env: dict[str, str]) -> int:
+    return AutomationSettings.from_env(env).freshness_business_days
 
 
 def _evaluate(pipeline: Pipeline, now: dt.datetime) -> dict[str, tuple[bool, dict]]:

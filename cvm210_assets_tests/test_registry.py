@@ -38,7 +38,7 @@ from cvm210_assets.fake_cvm.registry import (
 )
 from cvm210_assets.fake_cvm.server import CAD_PATH, FakeCvm
 from cvm210_assets.partitions import Month
-from cvm210_assets.source.registry import REGISTRY_URL, registry_url
+from cvm210_assets.settings import Settings
 from cvm210_assets.transforms.registry import (
     CAD_FI_COLUMNS,
     CAD_FI_OPTIONAL,
@@ -57,6 +57,8 @@ from cvm210_assets_tests.conftest import (
 )
 
 WHEN = dt.datetime(2025, 2, 3, 11, 0, tzinfo=dt.timezone.utc)
+# CVM's own registry: where fund_registry looks when no setting says otherwise.
+REGISTRY_URL = "https://dados.cvm.gov.br/dados/FI/CAD/DADOS/registro_fundo_classe.zip"
 COLUMNS = [
     "nome", "tipo", "classe", "classe_anbima", "gestor", "cnpj_gestor", "administrador",
     "cnpj_administrador", "situacao", "fundo_de_cotas", "fonte",
@@ -237,6 +239,11 @@ def test_a_file_without_a_needed_column_is_an_error_naming_what_it_saw() -> None
     header = FUNDO_HEADER.removesuffix(";Gestor") + ";Nome_Gestor"
     with pytest.raises(RegistryFileError, match=r"registro_fundo.csv: columns \['Gestor'\]"):
         read_csv("registro_fundo.csv", _csv(header), FUNDO_COLUMNS)
+
+
+def registry_url(env: dict[str, str]) -> str:
+    """The registry's URL the code location gets from these settings."""
+    return CvmRegistry.from_settings(Settings.from_env(env)).zip_url
 
 
 def test_the_registry_url_follows_the_source_url_unless_set() -> None:
@@ -420,7 +427,7 @@ def test_fund_registry_names_the_demo_sites_funds(tmp_path: Path) -> None:
     with FakeCvm() as fake:
         publish_demo(fake, n_funds=20)
         pipeline = make_pipeline(str(tmp_path / "lake"), fake.base_url)
-        registry = CvmRegistry.from_env({"CVM210_SOURCE_URL": fake.base_url})
+        registry = CvmRegistry.from_settings(pipeline.settings)
         result = materialize(
             [fund_registry],
             resources={**pipeline.resources, "cvm_registry": registry},

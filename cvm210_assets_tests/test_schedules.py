@@ -11,24 +11,23 @@ import pytest
 from dagster import Definitions, RunRequest, build_schedule_context
 from dagster._utils.schedules import cron_string_iterator
 
-from cvm210_assets.assets.registry import CvmRegistry
 from cvm210_assets.cron_text import DAYS, describe
-from cvm210_assets.definitions import ALERT_ASSETS, ASSETS, REGISTRY_ASSETS
-from cvm210_assets.freshness import FRESHNESS_CHECKS
-from cvm210_assets.jobs import JOBS
+from cvm210_assets.definitions import build_definitions
 from cvm210_assets.partitions import Month, monthly_partitions
-from cvm210_assets.resources import build_resources
-from cvm210_assets.schedules import (
-    SCHEDULES,
-    build_daily_schedule,
-    schedule_cron,
-    schedule_timezone,
-)
-from cvm210_assets.sensors import SENSORS
+from cvm210_assets.schedules import build_daily_schedule, build_schedules
+from cvm210_assets.settings import AutomationSettings
 from cvm210_assets_tests.conftest import settings_for
 
 SAO_PAULO = ZoneInfo("America/Sao_Paulo")
-DAILY = SCHEDULES[0]
+DAILY = build_schedules(AutomationSettings())[0]
+
+
+def schedule_cron(env: dict[str, str]) -> str:
+    return AutomationSettings.from_env(env).schedule_cron
+
+
+def schedule_timezone(env: dict[str, str]) -> str:
+    return AutomationSettings.from_env(env).schedule_timezone
 
 
 def evaluate(when: dt.datetime) -> list[RunRequest]:
@@ -116,17 +115,7 @@ def test_cron_and_time_zone_come_from_the_environment() -> None:
 def test_the_job_runs_its_eight_assets_by_month_and_loads_with_the_automation(
     tmp_path: Path,
 ) -> None:
-    defs = Definitions(
-        assets=[*ASSETS, *REGISTRY_ASSETS, *ALERT_ASSETS],
-        asset_checks=FRESHNESS_CHECKS,
-        jobs=JOBS,
-        schedules=SCHEDULES,
-        sensors=SENSORS,
-        resources={
-            **build_resources(settings_for(str(tmp_path / "lake"), "http://127.0.0.1:1")),
-            "cvm_registry": CvmRegistry(zip_url="http://127.0.0.1:1/registro_fundo_classe.zip"),
-        },
-    )
+    defs = build_definitions(settings_for(str(tmp_path / "lake"), "http://127.0.0.1:1"))
     Definitions.validate_loadable(defs)
 
     job = defs.resolve_job_def("cvm_inf_diario")

@@ -60,3 +60,24 @@ def test_planted_credentials_appear_nowhere(
         assert sample in everything, sample
     leaks = [text for text in seen if PLANTED in text]
     assert leaks == []
+
+
+def test_settings_and_resources_hold_no_credential(tmp_path) -> None:
+    """Credentials in the environment stay there: the settings and the resources built from
+    them (what Dagster shows, logs and ships to a cluster) hold none of them."""
+    from cvm210_assets.resources import build_resources
+    from cvm210_assets.settings import Settings
+
+    env = {
+        "CVM210_LAKE_URI": str(tmp_path / "lake"),
+        "CVM210_SMTP_HOST": "smtp.example",
+        "CVM210_SMTP_USER": "alerts",
+        "CVM210_SMTP_PASSWORD": f"smtp-{PLANTED}",
+        "CVM210_SPARK_TOKEN": f"spark-{PLANTED}",
+        "AWS_SECRET_ACCESS_KEY": f"aws-{PLANTED}",
+        "DATABRICKS_TOKEN": f"dapi-{PLANTED}",
+    }
+    settings = Settings.from_env(env)
+    resources = build_resources(settings)
+    assert PLANTED not in repr(settings) + repr(resources)
+    assert resources["alert_delivery"].smtp_user == "alerts"  # the settings did arrive

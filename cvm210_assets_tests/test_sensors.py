@@ -16,7 +16,8 @@ from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month, restate
 from cvm210_assets.fake_cvm.server import FakeCvm, RequestRecord
 from cvm210_assets.partitions import Month
 from cvm210_assets.resources import CvmSource, Lake
-from cvm210_assets.sensors import backoff, build_change_sensor, sensor_max_requests
+from cvm210_assets.sensors import backoff, build_change_sensor
+from cvm210_assets.settings import AutomationSettings
 from cvm210_assets.source.capture import capture_month
 
 T0 = dt.datetime(2025, 6, 15, 12, 0, tzinfo=dt.timezone.utc)  # M = 2025-06
@@ -266,6 +267,10 @@ def test_connection_errors_back_off_too(harness: Harness) -> None:
 def test_backoff_doubles_up_to_a_day() -> None:
     hours = [backoff(n) / dt.timedelta(hours=1) for n in range(1, 7)]
     assert hours == [2, 4, 8, 16, 24, 24]
+
+
+def sensor_max_requests(env: dict[str, str]) -> int:
+    return AutomationSettings.from_env(env).sensor_max_requests
 
 
 def test_max_requests_comes_from_the_environment() -> None:

@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 
 from cvm210_assets.resources import SparkSessionResource, session_jars
-from cvm210_assets.settings import Settings
+from cvm210_assets.settings import Settings, jar_cache_dir
 from cvm210_assets.spark_jars import (
     FIX,
     JarCache,
     MissingJars,
-    cache_dir,
     coordinates,
     hadoop_version,
     main,
@@ -85,8 +84,9 @@ def test_without_maven_the_fetch_says_how_to_get_it(tmp_path: Path) -> None:
 
 
 def test_the_cache_is_named_by_the_environment(tmp_path: Path) -> None:
-    assert cache_dir({"CVM210_JAR_CACHE": str(tmp_path)}) == tmp_path
-    assert cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "cvm210" / "jars"
+    assert jar_cache_dir({"CVM210_JAR_CACHE": str(tmp_path)}) == tmp_path
+    assert jar_cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "cvm210" / "jars"
+    assert Settings.from_env({"CVM210_JAR_CACHE": str(tmp_path)}).jar_cache == tmp_path
 
 
 def test_check_reports_the_cache(capsys, monkeypatch: pytest.MonkeyPatch) -> None:

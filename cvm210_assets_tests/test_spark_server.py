@@ -22,9 +22,8 @@ import pytest
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month, restate
 from cvm210_assets.fake_cvm.server import FakeCvm
 from cvm210_assets.resources import session_jars, spark_config
-from cvm210_assets.settings import Settings
+from cvm210_assets.settings import SPARK_TOKEN_VAR, Settings
 from cvm210_assets.spark_server import (
-    TOKEN_ENV,
     SparkServer,
     SparkServerError,
     connect_session,
@@ -55,7 +54,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SparkServ
     settings = settings_for("unused", "unused")
     conf = spark_config(settings) | session_jars(settings.jar_cache, ["delta"])
     with pytest.MonkeyPatch.context() as env, log.open("wb") as output:
-        env.setenv(TOKEN_ENV, token)
+        env.setenv(SPARK_TOKEN_VAR, token)
         with SparkServer(conf, _free_port(), output=output) as up:
             yield up, token, log
 
@@ -67,7 +66,7 @@ def _run(server: SparkServer, token: str, fake: FakeCvm, lake: Path) -> tuple[in
         "CVM210_SOURCE_URL": fake.base_url,
         "CVM210_LAKE_URI": str(lake),
         "CVM210_SPARK_REMOTE": server.remote,
-        TOKEN_ENV: token,
+        SPARK_TOKEN_VAR: token,
         # A run that started Spark in its own process instead would fail on this master.
         "CVM210_SPARK_MASTER": "no-spark-in-the-run-process",
     }
@@ -128,12 +127,12 @@ def test_a_run_with_the_wrong_token_is_refused_and_writes_nothing(
 
 def test_attaching_fails_at_once_naming_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     remote = f"sc://localhost:{_free_port()}"  # nothing listens there
-    monkeypatch.delenv(TOKEN_ENV, raising=False)
-    with pytest.raises(SparkServerError, match=TOKEN_ENV):
+    monkeypatch.delenv(SPARK_TOKEN_VAR, raising=False)
+    with pytest.raises(SparkServerError, match=SPARK_TOKEN_VAR):
         connect_session(remote, {})
 
     token = secrets.token_hex(16)
-    monkeypatch.setenv(TOKEN_ENV, token)
+    monkeypatch.setenv(SPARK_TOKEN_VAR, token)
     started = time.monotonic()
     with pytest.raises(SparkServerError, match="cvm210 spark-server") as error:
         connect_session(remote, {})
@@ -144,7 +143,7 @@ def test_attaching_fails_at_once_naming_the_fix(monkeypatch: pytest.MonkeyPatch)
 def test_the_server_listens_on_loopback_and_its_token_stays_off_its_command_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv(TOKEN_ENV, "secret-token")
+    monkeypatch.setenv(SPARK_TOKEN_VAR, "secret-token")
     command = server_command(spark_config(settings_for("unused", "unused")), 15099)
 
     assert "spark.connect.grpc.binding.address=127.0.0.1" in command
@@ -163,14 +162,14 @@ def test_the_server_listens_on_loopback_and_its_token_stays_off_its_command_line
         ("sc://localhost:15002", "databricks", "is for local runs"),
     ],
 )
-def test_remote_setting_is_a_local_connect_address(
-    monkeypatch: pytest.MonkeyPatch, value: str, compute: str, message: str
-) -> None:
-    monkeypatch.setenv("CVM210_SPARK_REMOTE", value)
-    monkeypatch.setenv("CVM210_COMPUTE", compute)
-    monkeypatch.setenv("CVM210_LAKE_URI", "s3://bucket/lake")
+def test_remote_setting_is_a_local_connect_address(value: str, compute: str, message: str) -> None:
+    env = {
+        "CVM210_SPARK_REMOTE": value,
+        "CVM210_COMPUTE": compute,
+        "CVM210_LAKE_URI": "s3://bucket/lake",
+    }
     with pytest.raises(ValueError, match="CVM210_SPARK_REMOTE") as error:
-        Settings.from_env()
+        Settings.from_env(env)
     assert message in str(error.value)
 
 
@@ -196,7 +195,7 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
 
 def test_the_command_stops_its_server_when_it_is_terminated() -> None:
     port = _free_port()
-    env = {**os.environ, TOKEN_ENV: secrets.token_hex(16), "CVM210_SPARK_DRIVER_MEMORY": "1g"}
+    env = {**os.environ, SPARK_TOKEN_VAR: secrets.token_hex(16), "CVM210_SPARK_DRIVER_MEMORY": "1g"}
     command = _cli("--port", str(port), env=env)
     try:
         assert command.stderr is not None
@@ -216,9 +215,9 @@ def test_the_command_stops_its_server_when_it_is_terminated() -> None:
 
 
 def test_the_command_refuses_to_start_without_a_token() -> None:
-    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
+    env = {k: v for k, v in os.environ.items() if k != SPARK_TOKEN_VAR}
     command = _cli("--port", str(_free_port()), env=env)
     _, said = command.communicate(timeout=60)
 
     assert command.returncode == 1
-    assert f"cvm210 spark-server: {TOKEN_ENV} is not set" in said
+    assert f"cvm210 spark-server: {SPARK_TOKEN_VAR} is not set" in said

@@ -12,7 +12,7 @@ from cvm210_assets.jobs import lake_maintenance
 from cvm210_assets.lake.maintenance import file_figures
 from cvm210_assets.partitions import Month
 from cvm210_assets.schedules import maintenance_schedule
-from cvm210_assets.upkeep import time_travel
+from cvm210_assets.settings import AutomationSettings
 from cvm210_assets_tests.conftest import Pipeline, fragment_month
 from cvm210_assets_tests.expectations import assert_gold, assert_silver
 from cvm210_assets_tests.reference import expected_month
@@ -61,6 +61,10 @@ def test_upkeep_compacts_fragmented_months_and_keeps_data_and_history(
     assert observed["gold_kpis"]["months_compacted"] == "none"  # one file: left alone
 
 
+def time_travel(env: dict[str, str]) -> dt.timedelta:
+    return dt.timedelta(days=AutomationSettings.from_env(env).time_travel_days)
+
+
 def test_time_travel_below_thirty_days_is_refused() -> None:
     assert time_travel({}).days == 30
     assert time_travel({"CVM210_TIME_TRAVEL_DAYS": "90"}).days == 90
@@ -70,14 +74,13 @@ def test_time_travel_below_thirty_days_is_refused() -> None:
 
 
 def test_upkeep_runs_on_sunday_mornings_in_sao_paulo() -> None:
-    schedule = maintenance_schedule({})
+    schedule = maintenance_schedule(AutomationSettings.from_env({}).maintenance_cron)
     assert (schedule.cron_schedule, schedule.execution_timezone) == (
         "0 3 * * 0",
         "America/Sao_Paulo",
     )
-    assert maintenance_schedule({"CVM210_MAINTENANCE_CRON": "0 4 * * 6"}).cron_schedule == (
-        "0 4 * * 6"
-    )
+    other = AutomationSettings.from_env({"CVM210_MAINTENANCE_CRON": "0 4 * * 6"})
+    assert maintenance_schedule(other.maintenance_cron).cron_schedule == "0 4 * * 6"
 
 
 def test_an_unpartitioned_table_is_vacuumed_not_compacted(tmp_path) -> None:

@@ -1,16 +1,14 @@
 """Resources of the alerts: the rules (read when the code location loads) and the delivery
 channels (SMTP, webhooks) with the delivery log in the lake.
 
-Credentials are read from the environment at the moment of sending and never stored in a
-resource's configuration, so Dagster's UI, run config and logs never hold them; any error text
-is scrubbed of them before it leaves this module.
+Credentials are read from the environment at the moment of sending (settings.secret) and never
+stored in settings or a resource's configuration, so Dagster's UI, run config and logs never
+hold them; any error text is scrubbed of them before it leaves this module.
 """
 
 import datetime as dt
-import os
 import smtplib
 import ssl
-from collections.abc import Mapping
 from decimal import Decimal
 
 import pyarrow as pa
@@ -23,9 +21,8 @@ from cvm210_assets.alerts.messages import Delivery, email_message, webhook_body
 from cvm210_assets.lake.table_catalog import DELIVERIES_TABLE
 from cvm210_assets.lake.tables import DeltaRsTables
 from cvm210_assets.partitions import Month
+from cvm210_assets.settings import SMTP_PASSWORD_VAR, AlertSettings, secret
 
-SMTP_SECURITY = ("starttls", "ssl", "none")
-SMTP_PASSWORD_ENV = "CVM210_SMTP_PASSWORD"
 DELIVERY_LOG_SCHEMA = pa.schema(
     [
         ("alert_id", pa.string()),
@@ -42,8 +39,8 @@ DELIVERY_LOG_SCHEMA = pa.schema(
 
 
 class OutflowRules(ConfigurableResource):
-    """The thresholds of `CVM210_ALERT_RULES` (or the defaults), as plain values: they travel
-    with the step wherever it runs (a Databricks cluster has no copy of the file)."""
+    """The thresholds of the rules file (CVM210_ALERT_RULES) or the defaults, as plain values:
+    they travel with the step wherever it runs (a Databricks cluster has no copy of the file)."""
 
     min_net_assets: str
     net_outflow_pct: str | None
@@ -105,22 +102,14 @@ class AlertDelivery(ConfigurableResource):
     timeout_seconds: float = 30.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> "AlertDelivery":
-        security = (env.get("CVM210_SMTP_SECURITY") or "starttls").strip().lower()
-        if security not in SMTP_SECURITY:
-            raise ValueError(
-                f"CVM210_SMTP_SECURITY={security!r}: expected one of {', '.join(SMTP_SECURITY)}"
-            )
-        port = env.get("CVM210_SMTP_PORT") or "587"
-        if not port.isdigit():
-            raise ValueError(f"CVM210_SMTP_PORT={port!r}: expected a port number")
+    def from_settings(cls, alerts: AlertSettings) -> "AlertDelivery":
         return cls(
-            watchlist_file=env.get("CVM210_ALERTS_WATCHLIST") or None,
-            smtp_host=env.get("CVM210_SMTP_HOST") or None,
-            smtp_port=int(port),
-            smtp_security=security,
-            smtp_user=env.get("CVM210_SMTP_USER") or None,
-            sender=env.get("CVM210_ALERTS_FROM") or "cvm210@localhost",
+            watchlist_file=alerts.watchlist_file,
+            smtp_host=alerts.smtp_host,
+            smtp_port=alerts.smtp_port,
+            smtp_security=alerts.smtp_security,
+            smtp_user=alerts.smtp_user,
+            sender=alerts.sender,
         )
 
     def advisors(self) -> list[Advisor]:
@@ -128,8 +117,8 @@ class AlertDelivery(ConfigurableResource):
 
     def secrets(self, advisors: list[Advisor]) -> list[str]:
         """Every credential in play, to scrub from any text that could be shown."""
-        names = [SMTP_PASSWORD_ENV, *(a.webhook_token_env for a in advisors if a.webhook_token_env)]
-        return [os.environ[n] for n in names if os.environ.get(n)]
+        names = [SMTP_PASSWORD_VAR, *(a.webhook_token_env for a in advisors if a.webhook_token_env)]
+        return [value for value in map(secret, names) if value]
 
     def send(self, delivery: Delivery, secrets: list[str]) -> None:
         """Send one delivery or raise DeliveryError (scrubbed of `secrets`)."""
@@ -158,7 +147,7 @@ class AlertDelivery(ConfigurableResource):
             if self.smtp_security == "starttls":
                 client.starttls(context=context)
             if self.smtp_user:
-                client.login(self.smtp_user, os.environ.get(SMTP_PASSWORD_ENV, ""))
+                client.login(self.smtp_user, secret(SMTP_PASSWORD_VAR))
             client.send_message(message)
 
     def _webhook(self, delivery: Delivery) -> None:
@@ -169,7 +158,7 @@ class AlertDelivery(ConfigurableResource):
         }
         token_env = delivery.advisor.webhook_token_env
         if token_env:
-            token = os.environ.get(token_env)
+            token = secret(token_env)
             if not token:
                 raise DeliveryError(f"{token_env} is not set (the webhook's bearer token)")
             headers["Authorization"] = f"Bearer {token}"
@@ -185,8 +174,8 @@ class AlertDelivery(ConfigurableResource):
 
 
 def scrub(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "***")
+    for value in secrets:
+        text = text.replace(value, "***")
     return text
 
 

@@ -5,7 +5,6 @@ whole in one commit. No Spark: the files are small, and the step runs where Dags
 (through delta-rs in every deployment, as the lake's maintenance does).
 """
 
-import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -43,6 +42,7 @@ from cvm210_assets.lake.table_catalog import GOLD_TABLE, REGISTRY_TABLE
 from cvm210_assets.lake.tables import DeltaRsTables
 from cvm210_assets.partitions import Month
 from cvm210_assets.resources import CvmSource, Lake
+from cvm210_assets.settings import Settings
 from cvm210_assets.source.registry import (
     CAD_FI,
     cad_fi_url,
@@ -86,8 +86,8 @@ class CvmRegistry(ConfigurableResource):
         return cad_fi_url(self.zip_url)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> "CvmRegistry":
-        return cls(zip_url=registry_url(env))
+    def from_settings(cls, settings: Settings) -> "CvmRegistry":
+        return cls(zip_url=registry_url(settings.source_url, settings.registry_url))
 
 
 def evaluate(registry: pa.Table, gold: pa.Table | None, gold_month: Month | None) -> list[Outcome]:

@@ -9,7 +9,6 @@ raw/cad/<file stem>/latest.json       the version captured last (its validators 
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
@@ -18,22 +17,19 @@ from cvm210_assets.lake.storage import LakeStorage
 from cvm210_assets.source.capture import Fetch, keep_version, kept_latest
 from cvm210_assets.source.download import NotFound, NotModified
 
-REGISTRY_URL = "https://dados.cvm.gov.br/dados/FI/CAD/DADOS/registro_fundo_classe.zip"
 REGISTRY_MEMBERS = ("registro_fundo.csv", "registro_classe.csv", "registro_subclasse.csv")
 CAD_FI = "cad_fi.csv"
 # The zip's members are a few tens of MB; a member claiming more is not CVM's registry.
 MAX_MEMBER_BYTES = 2 << 30
 
 
-def registry_url(env: Mapping[str, str]) -> str:
-    """CVM210_REGISTRY_URL; else, when CVM210_SOURCE_URL is set, the registry beside its folder
-    (same host and prefix: .../FI/DOC/INF_DIARIO/DADOS -> .../FI/CAD/DADOS/…zip); else CVM's."""
-    if env.get("CVM210_REGISTRY_URL"):
-        return env["CVM210_REGISTRY_URL"]
-    source = env.get("CVM210_SOURCE_URL")
-    if not source:
-        return REGISTRY_URL
-    return urljoin(source.rstrip("/") + "/", "../../../CAD/DADOS/registro_fundo_classe.zip")
+def registry_url(source_url: str, configured: str | None = None) -> str:
+    """`configured` (CVM210_REGISTRY_URL); else the registry beside the DADOS folder, same host
+    and prefix: .../FI/DOC/INF_DIARIO/DADOS -> .../FI/CAD/DADOS/registro_fundo_classe.zip
+    (CVM's own registry beside CVM's folder)."""
+    if configured:
+        return configured
+    return urljoin(source_url.rstrip("/") + "/", "../../../CAD/DADOS/registro_fundo_classe.zip")
 
 
 def cad_fi_url(zip_url: str) -> str:
