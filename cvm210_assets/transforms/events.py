@@ -17,6 +17,10 @@ from pyspark.sql import functions as F
 
 from cvm210_assets.lake.schemas import MONEY
 
+# Gold's fingerprint holds this: bump it when a rule or a tolerance changes, and gold's months
+# (and what reads them) are recomputed, not bronze's or silver's.
+REGRAS_EVENTOS = "1"
+
 TRANSFERENCIA = "transferencia"
 SUCESSAO = "sucessao"
 
@@ -181,3 +185,12 @@ def events(silver: DataFrame) -> DataFrame:
         .agg(largest)
         .select(*_KEY, *_MONTH, *(F.col(f"_e.{c}").alias(c) for c in EVENT_COLUMNS))
     )
+
+
+def with_events(monthly: DataFrame, silver: DataFrame) -> DataFrame:
+    """`monthly` (a row per key and month) with `EVENT_COLUMNS` of `events(silver)`, NULL for a
+    fund-month that is no event; joined NULL-safe, a class's id_subclasse is NULL."""
+    marks = events(silver).toDF(*(f"_ev_{c}" for c in (*_KEY, *_MONTH)), *EVENT_COLUMNS)
+    on = [F.col(c).eqNullSafe(F.col(f"_ev_{c}")) for c in (*_KEY, *_MONTH)]
+    joined = monthly.join(marks, on, "left")
+    return joined.drop(*(f"_ev_{c}" for c in (*_KEY, *_MONTH)))
