@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from decimal import Decimal as D
 
 import pytest
+from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, IntegerType, StringType, StructField, StructType
 
-from cvm210_assets.lake.schemas import MONEY, QUOTA
+from cvm210_assets.lake.schemas import MONEY, QUOTA, in_schema
+from cvm210_assets.lake.schemas import SILVER as SILVER_SCHEMA
+from cvm210_assets.partitions import Month
+from cvm210_assets.transforms.breakdowns import breakdowns
 from cvm210_assets.transforms.events import events
+from cvm210_assets.transforms.gold import kpis, month_sources
 
 pytestmark = pytest.mark.spark
 
@@ -111,4 +117,63 @@ def test_two_equal_counterparts_leave_the_transfer_without_one_and_the_closest_w
         ("J", None): ("transferencia", None, None),
         ("P", None): ("transferencia", "Q", None),
         ("Q", None): ("transferencia", "P", None),
+    }
+
+
+def test_gold_carries_the_marks_and_other_fund_months_have_none(spark):
+    rows = _steady("A", 10 * M, d5=("1", 0, 0, 10 * M), d6=("1", 0, 0, 0))
+    rows += _steady("B/S1", M, d5=("1", 11 * M, 10 * M, 0), d6=("1", 11 * M, 0, 0))
+    rows += _steady("B", 2 * M)
+    missing = {f.name: F.lit(None) for f in SILVER_SCHEMA if f.name not in SILVER.names}
+    silver = in_schema(spark.createDataFrame(rows, SILVER), SILVER_SCHEMA, missing)
+    sources = month_sources(spark, {Month(2024, 3): ("inf_diario_fi_202403.csv", "sha")})
+    gold = kpis(silver, sources, "test", dt.datetime(2024, 4, 1, tzinfo=dt.timezone.utc))
+    marks = {
+        (r.cnpj_fundo, r.id_subclasse): (r.evento, r.contraparte_cnpj, r.contraparte_id_subclasse)
+        for r in gold.collect()
+    }
+    assert marks == {
+        ("A", None): ("transferencia", "B", "S1"),
+        ("B", "S1"): ("transferencia", "A", None),
+        ("B", None): (None, None, None),
+    }
+
+
+def test_breakdowns_leave_events_out_of_organic_flow_only(spark):
+    # Alfa's fund A moved 10 M to Beta's B (an event on both sides); Beta's C lost 1 M to its
+    # investors. Beta's net flow keeps the 10 M; its organic flow is C's −1 M alone.
+    gold = spark.createDataFrame(
+        [
+            ("A", None, 2024, 3, D(0), D(10 * M), D(-10 * M), D(10 * M), "transferencia"),
+            ("B", None, 2024, 3, D(10 * M), D(0), D(10 * M), D(20 * M), "transferencia"),
+            ("C", None, 2024, 3, D(0), D(M), D(-M), D(30 * M), None),
+        ],
+        "cnpj_fundo string, id_subclasse string, ano int, mes int, total_captacao decimal(27,2),"
+        " total_resgate decimal(27,2), fluxo_liquido decimal(27,2),"
+        " patrimonio_inicial decimal(17,2), evento string",
+    )
+    registry = spark.createDataFrame(
+        [
+            ("A", None, "Ações", "Alfa", "Adm", False),
+            ("B", None, "Ações", "Beta", "Adm", False),
+            ("C", None, "Ações", "Beta", "Adm", False),
+        ],
+        "cnpj_fundo string, id_subclasse string, classe string, gestor string,"
+        " administrador string, fundo_de_cotas boolean",
+    )
+    month = Month(2024, 3)
+    rows = breakdowns(gold, registry, month, [month], "test", dt.datetime(2024, 4, 1))
+    found = {
+        r.valor: (
+            r.fluxo_liquido,
+            r.fluxo_eventos,
+            r.fluxo_organico,
+            r.crescimento_organico_sem_eventos,
+        )
+        for r in rows.where("escopo = 'todos' AND dimensao IN ('gestor', 'mercado')").collect()
+    }
+    assert found == {
+        "Alfa": (D(-10 * M), D(-10 * M), D(0), 0.0),
+        "Beta": (D(9 * M), D(10 * M), D(-M), -1 / 50),
+        "total": (D(-M), D(0), D(-M), -1 / 60),
     }
