@@ -1,5 +1,5 @@
-"""Events in what analysts read: cvm_p210.gold_fundos and the report, over a small lake that
-delta-rs writes (no Spark)."""
+"""Events outside Spark: what analysts read (cvm_p210.gold_fundos and the report, over a small
+lake that delta-rs writes) and the fingerprints that recompute gold for them."""
 
 from __future__ import annotations
 
@@ -11,6 +11,13 @@ import pyarrow as pa
 from deltalake import write_deltalake
 from pyspark.sql.pandas.types import to_arrow_schema
 
+from cvm210_assets import PIPELINE_VERSION
+from cvm210_assets.alerts.config import AlertRules
+from cvm210_assets.assets.alerts import OutflowAlerts
+from cvm210_assets.assets.bronze import Bronze
+from cvm210_assets.assets.common import is_current
+from cvm210_assets.assets.gold import GoldKpis
+from cvm210_assets.assets.silver import Silver
 from cvm210_assets.lake.schemas import FUND_REGISTRY, GOLD
 from cvm210_assets.lake.storage import LocalStorage
 from cvm210_assets.lake.table_catalog import GOLD_TABLE, REGISTRY_TABLE
@@ -18,6 +25,8 @@ from cvm210_assets.lake.tables import DeltaRsTables
 from cvm210_assets.partitions import Month
 from cvm210_assets.report import render_report, report_data
 from cvm210_assets.sql.duckdb_engine import connect, run
+from cvm210_assets.transforms.events import REGRAS_EVENTOS
+from cvm210_assets_tests.conftest import make_pipeline
 
 MARCH = Month(2024, 3)
 
@@ -67,3 +76,16 @@ def test_gold_fundos_and_the_report_show_the_months_events(tmp_path: Path) -> No
     events = page.split("<h2>Events")[1]
     assert "11.111.111/0001-11" in events and "22.222.222/0001-22 / S1" in events
     assert "Fundo Antigo FI" in events and "33.333.333/0001-33" not in events
+
+
+def test_a_month_written_before_events_is_recomputed_from_silver_alone(tmp_path: Path) -> None:
+    # gold's and the alerts' fingerprints name the rules' version; bronze's and silver's do not.
+    lake = make_pipeline(str(tmp_path / "lake"), "http://127.0.0.1:1").resources["lake"]
+    upstream = {"source_sha256": "abc", "csv_sha256": "abc"}
+    before = {"source_sha256": "abc", "versao_pipeline": PIPELINE_VERSION}
+    for asset in (GoldKpis(), OutflowAlerts(AlertRules())):
+        wanted = asset.wanted(lake, MARCH, upstream)
+        assert wanted["regras_eventos"] == REGRAS_EVENTOS
+        assert not is_current(before, wanted)
+    for asset in (Bronze(), Silver()):
+        assert is_current(before, asset.wanted(lake, MARCH, upstream))
