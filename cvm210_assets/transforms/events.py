@@ -136,14 +136,18 @@ def _successions(rows: DataFrame) -> DataFrame:
     )
     day = F.struct("dt_comptc", "vl_patrim_liq", "vl_quota")
     spans = rows.groupBy(*_KEY, *_MONTH).agg(F.min(day).alias("ini"), F.max(day).alias("fim"))
+    # Each key's last (first) report date joined to the month's calendar by equality: the
+    # stops (starts) are the few keys whose date is not the month's last (first).
+    last = spans.withColumn("dia", F.col("fim.dt_comptc"))
     stops = (
-        spans.join(F.broadcast(calendar), [*_MONTH])
-        .where((F.col("fim.dt_comptc") == F.col("dia")) & (F.col("dia") < F.col("ultimo_dia")))
+        last.join(F.broadcast(calendar), [*_MONTH, "dia"])
+        .where(F.col("dia") < F.col("ultimo_dia"))
         .alias("o")
     )
+    first = spans.withColumn("dia", F.col("ini.dt_comptc"))
     starts = (
-        spans.join(F.broadcast(calendar), [*_MONTH])
-        .where((F.col("ini.dt_comptc") == F.col("dia")) & (F.col("dia") > F.col("primeiro_dia")))
+        first.join(F.broadcast(calendar), [*_MONTH, "dia"])
+        .where(F.col("dia") > F.col("primeiro_dia"))
         .alias("i")
     )
     pairs = stops.join(
