@@ -26,8 +26,10 @@ from cvm210_assets.lake.table_catalog import (
 from cvm210_assets.lake.tables import DeltaRsTables
 from cvm210_assets.partitions import Month
 from cvm210_assets.sql.duckdb_engine import connect, run
+from cvm210_assets.transforms.events import SUCESSAO, TRANSFERENCIA
 
 TOP = 20
+EVENT_WORDS = {TRANSFERENCIA: "transfer (transferência)", SUCESSAO: "succession (sucessão)"}
 
 
 # The tables the report reads, by the names `cvm210 sql` registers them under.
@@ -68,7 +70,8 @@ def _peers_join(has_peers: bool) -> tuple[str, str]:
 
 def report_data(tables: DeltaRsTables, month: Month) -> dict[str, Any]:
     """The month's figures, largest net outflows (with names when fund_registry exists), the
-    market's net flow over the 12 months ending with it, and the month's alerts."""
+    market's net flow over the 12 months ending with it, the month's alerts and its events
+    (fund-months whose flows moved between keys, docs/events.md)."""
     con = connect(tables)
     views = {r[0] for r in run(con, "SELECT table_name FROM information_schema.tables")[1]}
     if GOLD not in views:
@@ -93,6 +96,16 @@ def report_data(tables: DeltaRsTables, month: Month) -> dict[str, Any]:
         f" ORDER BY g.fluxo_liquido, g.cnpj_fundo LIMIT {TOP}",
     )
     outflows = [dict(zip(columns, r, strict=True)) for r in rows]
+    events: list[dict[str, Any]] = []
+    if "evento" in _columns(con, GOLD):  # a gold written before events has none
+        columns, rows = run(
+            con,
+            f"SELECT g.cnpj_fundo, g.id_subclasse, {names}, g.evento, g.contraparte_cnpj,"
+            " g.contraparte_id_subclasse, g.fluxo_liquido"
+            f" FROM {GOLD} g{joins} WHERE {where} AND g.evento IS NOT NULL"
+            " ORDER BY g.fluxo_liquido, g.cnpj_fundo, g.id_subclasse",
+        )
+        events = [dict(zip(columns, r, strict=True)) for r in rows]
     first = month.shift(-11)
     columns, rows = run(
         con,
@@ -115,6 +128,17 @@ def report_data(tables: DeltaRsTables, month: Month) -> dict[str, Any]:
         "outflows": outflows,
         "trend": [(m, trend.get((m.ano, m.mes))) for m in (first.shift(k) for k in range(12))],
         "alerts": alerts,
+        "events": events,
+    }
+
+
+def _columns(con: Any, table: str) -> set[str]:
+    return {
+        r[0]
+        for r in run(
+            con,
+            f"SELECT column_name FROM information_schema.columns WHERE table_name = '{table}'",
+        )[1]
     }
 
 
@@ -221,6 +245,18 @@ def render_report(month: Month, data: dict[str, Any], generated: dt.datetime) ->
         if alert_rows
         else "<p>No fund crossed an outflow rule this month.</p>"
     )
+    event_rows = [
+        (e["nome"] or "", _cnpj(e["cnpj_fundo"], e["id_subclasse"]), EVENT_WORDS[e["evento"]],
+         _cnpj(e["contraparte_cnpj"], e["contraparte_id_subclasse"])
+         if e["contraparte_cnpj"] else "unknown",
+         _money(e["fluxo_liquido"]))
+        for e in data["events"]
+    ]  # fmt: skip
+    events = (
+        _table(["Fund", "CNPJ", "Event", "Counterpart", "Net flow (R$)"], event_rows, {4})
+        if event_rows
+        else "<p>No event this month.</p>"
+    )
     title = f"Portability report {month.key}"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{STYLE}</style></head>
@@ -241,6 +277,11 @@ below {PARES_MINIMO} funds or before gold_breakdowns has run (docs/peers.md).</p
  src="data:image/png;base64,{chart}">
 <h2>Outflow alerts</h2>
 {alerts}
+<h2>Events: flows between funds, not outflows</h2>
+{events}
+<p class="note">A transfer (all or most of a fund's net assets moved to another fund or class on
+one day) or a succession (a fund stopping and another starting with the same quota and net
+assets): its flows are left out of the alerts and of organic growth (docs/events.md).</p>
 <p class="note">From CVM's daily fund reports (Informe Diário), as captured by cvm210; generated
 {generated.isoformat(timespec="seconds")}. Names come from CVM's fund registry when the lake has
 it. Money is exact; percentages are rounded for reading.</p>

@@ -149,6 +149,19 @@ def test_one_alert_per_fund_lists_every_rule_and_the_floor_excludes_small_funds(
     assert lower_floor["66666666000166"]["regras"] == "net_outflow_pct"
 
 
+def test_a_transfer_to_another_key_is_an_event_not_an_outflow(spark) -> None:
+    # All of A's 100 M leave on the 4th; subclass B/S1 receives them the same day (a CVM 175
+    # adaptation's move, say): no alert. The same outflow with no counterpart is one.
+    out = [("0", "0"), ("0", "100000000.00")] + [("0", "0")] * 9
+    into = [("0", "0"), ("100000000.00", "0")] + [("0", "0")] * 9
+    moved = fund_rows("11111111000111", "100000000.00", out)
+    received = fund_rows("22222222000122", "50000000.00", into, subclass="S1")
+    assert alerts_of(spark, moved + received) == {}
+    assert alerts_of(spark, moved)["11111111000111"]["regras"] == (
+        "net_outflow_pct,net_outflow_amount"
+    )
+
+
 def test_alert_id_is_stable_and_changes_only_with_the_rules_crossed(spark) -> None:
     grows = [("0", "0"), ("0", "10000000.00")]
     first = alerts_of(spark, fund_rows("11111111000111", "100000000.00", grows))

@@ -167,3 +167,14 @@ def test_a_table_delta_rs_writes_is_read_and_merged_by_spark(spark, lake) -> Non
     write = spark_tables.merge_months("t", frame(spark, JAN, new), [JAN], KEY, VALUES, {})
     assert write.metrics["num_target_rows_updated"] == 1
     assert rows_of(rs_tables, "t", JAN) == [("1", None, D("1.50"), 3), ("2", "S", D("2.00"), 2)]
+
+
+def test_a_table_gains_columns_and_months_written_before_read_null(spark, lake) -> None:
+    # gold gaining evento: an existing lake's months keep working until they are recomputed.
+    spark_tables, rs_tables = lake
+    spark_tables.replace_months("t", frame(spark, JAN, [("1", None, D(1), 1)]), [JAN], {})
+    wider = frame(spark, FEB, [("2", None, D(2), 2)]).selectExpr("*", "'sucessao' AS evento")
+    spark_tables.replace_months("t", wider, [FEB], {})
+    read = spark_tables.read_months("t", [JAN, FEB]).select("cnpj_fundo", "evento")
+    assert sorted(read.collect()) == [("1", None), ("2", "sucessao")]
+    assert rs_tables.read_month_arrow("t", JAN)["evento"].to_pylist() == [None]

@@ -74,6 +74,7 @@ from cvm210_assets.partitions import MONTH_POOL, Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.transforms.alerts import OUTFLOW_ALERTS, RULES
 from cvm210_assets.transforms.alerts import outflow_alerts as alert_rows
+from cvm210_assets.transforms.events import REGRAS_EVENTOS
 
 ALERTS_ASSET = ALERTS_TABLE.asset
 DELIVERIES_ASSET = DELIVERIES_TABLE.asset
@@ -134,6 +135,7 @@ class OutflowAlerts(MonthlyAsset):
         return {
             **fingerprint(upstream["source_sha256"]),
             "rules_sha256": self.rules.fingerprint(),
+            "regras_eventos": REGRAS_EVENTOS,  # events are not alerted: redone when they change
             "fund_registry_version": str(lake.tables.version(REGISTRY_TABLE.name)),
             **self._peers_wanted(lake, month),
         }

@@ -27,6 +27,7 @@ from cvm210_assets.lake.spark_tables import first_rows_by_month, months_predicat
 from cvm210_assets.lake.table_catalog import GOLD_TABLE, SILVER_TABLE
 from cvm210_assets.partitions import MONTH_POOL, Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
+from cvm210_assets.transforms.events import REGRAS_EVENTOS
 from cvm210_assets.transforms.gold import kpis, month_sources
 from cvm210_assets.transforms.quality import GoldQuality, gold_quality, silver_totals
 
@@ -94,6 +95,12 @@ class GoldKpis(MonthlyAsset):
 
     def batch_key(self, plan: Plan) -> str:
         return "gold"
+
+    def wanted(self, lake: Lake, month: Month, upstream: Mapping[str, Any]) -> dict[str, str]:
+        """Silver's month and the code, and the event rules' version: a month written before
+        gold had events (its record has no such key) is redone once to add them, without
+        reprocessing bronze or silver."""
+        return {**super().wanted(lake, month, upstream), "regras_eventos": REGRAS_EVENTOS}
 
     @contextmanager
     def judge(self, work: Work, plans: Sequence[Plan]) -> Iterator[Judged]:

@@ -213,6 +213,19 @@ GOLD = _schema(
         BooleanType(),
         "At risk (em risco): fluxo_liquido < 0, the fund lost money to outflows",
     ),
+    (
+        "evento",
+        StringType(),
+        "Event (evento) whose flows are money moving between keys, not investors' flows:"
+        " transferencia (PL moved to or from another key on one day), sucessao (one key stopped"
+        " and another started with the same quota and PL); NULL for none (docs/events.md)",
+    ),
+    (
+        "contraparte_cnpj",
+        StringType(),
+        "The event's other key (contraparte): its CNPJ; NULL when the data cannot tell",
+    ),
+    ("contraparte_id_subclasse", StringType(), "The other key's subclass id; NULL for a class"),
     ("arquivo_origem", StringType(), "CSV the month's silver was last synchronized to"),
     ("arquivo_sha256", StringType(), "sha256 of that CSV"),
     ("versao_pipeline", StringType(), "Pipeline version that computed the row"),
@@ -305,6 +318,18 @@ GOLD_BREAKDOWNS = _schema(
     ),
     *_window(3),
     *_window(12),
+    (
+        "fluxo_eventos",
+        MONEY_SUM,
+        "Net flow of the group's fund-months that are events (gold_kpis.evento): money moving"
+        " between keys, not investors' (docs/events.md), R$",
+    ),
+    ("fluxo_organico", MONEY_SUM, "fluxo_liquido − fluxo_eventos: investors' net flow, R$"),
+    (
+        "crescimento_organico_sem_eventos",
+        DoubleType(),
+        "fluxo_organico / patrimonio_inicial: organic growth with events left out",
+    ),
     ("versao_pipeline", StringType(), "Pipeline version that computed the row"),
     ("dh_processamento", TimestampType(), "When the row was computed (UTC)"),
     *_PARTITION,

@@ -187,7 +187,8 @@ def outflow_alerts(
     processed_at: dt.datetime,
     pares: DataFrame | None = None,
 ) -> DataFrame:
-    """The month's alerts: funds at or above the size floor that cross at least one rule.
+    """The month's alerts: funds at or above the size floor, in no event, that cross at least
+    one rule.
     `pares`: gold_pares rows of (at least) the peer rule's months; without them (the rule off,
     or no gold_pares yet) the peer rule crosses for no fund."""
     streaks = outflow_streaks(silver)
@@ -198,7 +199,11 @@ def outflow_alerts(
     if peer_rule:
         streak = peer_months(gold, pares, rules)
         month = _join(month, streak, "left").select("a.*", "b.meses_pares")
-    month = month.where(F.col("patrimonio_inicial") >= F.lit(rules.min_net_assets))
+    # An event (gold_kpis.evento: a transfer or succession between keys) is no investor's
+    # outflow: its fund-month is not alerted (docs/events.md).
+    month = month.where(
+        (F.col("patrimonio_inicial") >= F.lit(rules.min_net_assets)) & F.col("evento").isNull()
+    )
     outflow = -F.col("fluxo_liquido")
     window = F.concat_ws(" to ", F.col("dt_inicio").cast("string"), F.col("dt_fim").cast("string"))
     pct = outflow.cast("double") / F.col("patrimonio_inicial").cast("double")

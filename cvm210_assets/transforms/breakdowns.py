@@ -15,6 +15,11 @@ id_subclasse), else its class's (cnpj_fundo, NULL); without an entry, or without
 to "não informado". Funds of funds (fundo_de_cotas) put into other funds money those funds
 report again, so every group comes twice: escopo `todos` (every fund) and
 `sem_fundos_de_cotas` (funds of funds left out; a fund whose registry does not say is kept).
+
+Events (gold_kpis.evento: a transfer or succession between keys, docs/events.md) move money
+between funds without any investor deciding it: the month's `fluxo_eventos` sums their net flow,
+and `fluxo_organico` and `crescimento_organico_sem_eventos` leave it out. The other columns keep
+every fund-month.
 """
 
 from __future__ import annotations
@@ -89,19 +94,21 @@ def monthly_groups(attributed: DataFrame) -> DataFrame:
         ),
     )
     # One generator per select: scopes first, then the groups of each scope's row.
+    zero = F.lit(0).cast(MONEY_SUM)
+    events = F.when(F.col("evento").isNotNull(), F.col("fluxo_liquido")).otherwise(zero)
+    sums = (*FLOWS, "patrimonio_inicial", "fluxo_eventos")
     scoped = attributed.select(
         (F.col("ano") * 12 + F.col("mes") - 1).alias("idx"),
         F.explode(scopes).alias("escopo"),
         *DIMENSIONS,
         *FLOWS,
         "patrimonio_inicial",
+        events.alias("fluxo_eventos"),
     )
-    long = scoped.select(
-        "idx", "escopo", F.explode(groups).alias("_g"), *FLOWS, "patrimonio_inicial"
-    ).select("idx", "escopo", "_g.dimensao", "_g.valor", *FLOWS, "patrimonio_inicial")
+    long = scoped.select("idx", "escopo", F.explode(groups).alias("_g"), *sums)
+    long = long.select("idx", "escopo", "_g.dimensao", "_g.valor", *sums)
     return long.groupBy(*GROUP, "idx").agg(
-        F.count(F.lit(1)).cast("int").alias("fundos"),
-        *(F.sum(c).alias(c) for c in (*FLOWS, "patrimonio_inicial")),
+        F.count(F.lit(1)).cast("int").alias("fundos"), *(F.sum(c).alias(c) for c in sums)
     )
 
 
@@ -146,6 +153,14 @@ def breakdowns(
     rows = rows.withColumns(
         {
             "crescimento_organico": _growth(F.col("fluxo_liquido"), F.col("patrimonio_inicial")),
+            "fluxo_organico": F.col("fluxo_liquido") - F.col("fluxo_eventos"),
+        }
+    )
+    rows = rows.withColumns(
+        {
+            "crescimento_organico_sem_eventos": _growth(
+                F.col("fluxo_organico"), F.col("patrimonio_inicial")
+            ),
             "versao_pipeline": F.lit(pipeline_version),
             "dh_processamento": F.lit(processed_at),
             "ano": F.lit(month.ano),

@@ -18,6 +18,7 @@ from cvm210_assets.lake.schemas import (
     literal_frame,
 )
 from cvm210_assets.partitions import Month
+from cvm210_assets.transforms.events import with_events
 
 
 def _ratio(numerator: Column, denominator: Column) -> Column:
@@ -83,4 +84,5 @@ def kpis(
         "versao_pipeline": F.lit(pipeline_version),
         "dh_processamento": F.lit(processed_at),
     }
+    ends = with_events(ends, silver)
     return in_schema(ends.join(F.broadcast(sources), ["ano", "mes"]), GOLD, derived)
