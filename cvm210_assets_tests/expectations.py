@@ -14,9 +14,9 @@ GOLD_EXACT = [
     "total_captacao", "total_resgate", "fluxo_liquido", "patrimonio_inicial", "patrimonio_final",
     "cota_inicial", "cota_final", "cota_maxima", "cota_minima", "cotistas_inicial",
     "cotistas_final", "variacao_cotistas",
-    "dias_fluxo_negativo", "em_risco",
+    "dias_fluxo_negativo", "em_risco", "rendimento", "residuo_conciliacao",
 ]  # fmt: skip
-GOLD_RATIOS = ["variacao_cota", "taxa_resgate", "fluxo_liquido_pct_pl"]
+GOLD_RATIOS = ["variacao_cota", "taxa_resgate", "fluxo_liquido_pct_pl", "residuo_pct_pl"]
 
 
 def _key(row: dict[str, Any]) -> tuple:

@@ -21,6 +21,7 @@ from cvm210_assets.transforms.quality import gold_quality, silver_quality, silve
 from cvm210_assets.transforms.silver import judge, rejected_rows, silver_rows
 from cvm210_assets_tests.expectations import assert_gold, assert_rejects, assert_silver
 from cvm210_assets_tests.reference import expected_month
+from cvm210_assets_tests.test_reference import RECONCILE_CSV, RECONCILED, csv_of
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)
 MARCH = Month(2024, 3)
@@ -114,6 +115,51 @@ def test_months_of_one_batch_are_numbered_judged_and_summed_each_on_its_own(
             csvs[m], m.ano, m.mes).rejects)  # fmt: skip
     finally:
         spark.conf.set("spark.sql.files.maxPartitionBytes", previous)
+
+
+# Funds past the reconciliation's bounds (reference.py): a quota ≤ 0 or missing, a product of
+# PL in cents and Δquota past 38 digits, a return past DECIMAL(27,2); and one just inside.
+BOUNDS = [
+    (cnpj, quotas, pl)
+    for cnpj, quotas, pl in (
+        ("66.666.666/0001-66", ("-1", "1"), "1000.00"),
+        ("77.777.777/0001-77", ("1", ""), "1000.00"),
+        ("88.888.888/0001-88", ("1", "10000000000"), "999999999999999.99"),
+        ("99.999.999/0001-99", ("0.000000000001", "1"), "999999999999999.99"),
+        ("12.121.212/0001-12", ("1", "10000"), "999999999999999.99"),
+    )
+]
+
+
+@pytest.mark.parametrize("precision_loss", ["true", "false"])
+def test_reconciliation_of_hand_made_months_exact_whatever_decimal_precision_loss(
+    spark: SparkSession, tmp_path: Path, precision_loss: str
+) -> None:
+    """The known answers of the hand-made months (a clean fund, a missing day, a jump without
+    flows, a fund near DECIMAL(17,2)'s limit, one report), and the oracle's bounds, to the
+    cent, with Spark's decimal precision loss on (its default) or off."""
+    bounds = [
+        f"FI;{cnpj};2025-02-0{3 + n};1;{quota};{pl};0;0;1"
+        for cnpj, quotas, pl in BOUNDS
+        for n, quota in enumerate(quotas)
+    ]
+    data = RECONCILE_CSV + csv_of(*bounds, layout="b").split(b"\n", 1)[1]
+    path = tmp_path / "inf_diario_fi_202502.csv"
+    path.write_bytes(data)
+    key = "spark.sql.decimalOperations.allowPrecisionLoss"
+    previous = spark.conf.get(key)
+    spark.conf.set(key, precision_loss)
+    try:
+        _, _, _, gold = run_transforms(spark, path, "b", Month(2025, 2))
+        got = {r["cnpj_fundo"]: r for r in rows(gold)}
+        assert_gold(list(got.values()), expected_month(data, 2025, 2).gold)
+    finally:
+        spark.conf.set(key, previous)
+    for cnpj, (rendimento, residuo) in RECONCILED.items():
+        assert (got[cnpj]["rendimento"], got[cnpj]["residuo_conciliacao"]) == (rendimento, residuo)
+    assert got["22222222000122"]["residuo_pct_pl"] == pytest.approx(-30000 / 991616.7525)
+    assert [got[c.replace(".", "").replace("/", "").replace("-", "")]["rendimento"] for c, *_ in
+            BOUNDS] == [None, None, None, None, Decimal("9998999999999999900.01")]  # fmt: skip
 
 
 def test_latin1_text_and_extra_fields_are_kept_as_read(spark: SparkSession, tmp_path: Path) -> None:
