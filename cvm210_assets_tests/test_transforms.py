@@ -133,15 +133,13 @@ def test_months_of_one_batch_are_numbered_judged_and_summed_each_on_its_own(
 
 # Funds past the reconciliation's bounds (reference.py): a quota ≤ 0 or missing, a product of
 # PL in cents and Δquota past 38 digits, a return past DECIMAL(27,2); and one just inside.
-BOUNDS = [
-    (cnpj, quotas, pl)
-    for cnpj, quotas, pl in (
-        ("66.666.666/0001-66", ("-1", "1"), "1000.00"),
-        ("77.777.777/0001-77", ("1", ""), "1000.00"),
-        ("88.888.888/0001-88", ("1", "10000000000"), "999999999999999.99"),
-        ("99.999.999/0001-99", ("0.000000000001", "1"), "999999999999999.99"),
-        ("12.121.212/0001-12", ("1", "10000"), "999999999999999.99"),
-    )
+BOUNDS = [  # (CNPJ, its quotas on consecutive days, its unchanged net assets)
+    ("66.666.666/0001-66", ("-1", "1"), "1000.00"),
+    ("13.131.313/0001-13", ("0", "1"), "1000.00"),
+    ("77.777.777/0001-77", ("1", ""), "1000.00"),
+    ("88.888.888/0001-88", ("1", "10000000000"), "999999999999999.99"),
+    ("99.999.999/0001-99", ("0.000000000001", "1"), "999999999999999.99"),
+    ("12.121.212/0001-12", ("1", "10000"), "999999999999999.99"),
 ]
 
 
@@ -175,12 +173,12 @@ def test_reconciliation_of_hand_made_months_exact_whatever_decimal_precision_los
     for cnpj, (rendimento, residuo) in RECONCILED.items():
         assert (got[cnpj]["rendimento"], got[cnpj]["residuo_conciliacao"]) == (rendimento, residuo)
     assert got["22222222000122"]["residuo_pct_pl"] == pytest.approx(-30000 / 991616.7525)
-    assert [got[c.replace(".", "").replace("/", "").replace("-", "")]["rendimento"] for c, *_ in
-            BOUNDS] == [None, None, None, None, Decimal("9998999999999999900.01")]  # fmt: skip
+    bounded = [got[c.replace(".", "").replace("/", "").replace("-", "")] for c, *_ in BOUNDS]
+    assert [r["rendimento"] for r in bounded] == [None] * 5 + [Decimal("9998999999999999900.01")]
     # Five fund-months have a residual; beyond the tolerance: the fund past DECIMAL(17,2)'s
     # limit whose quota moves 10000-fold without its net assets, the jump, the missing day
-    # (30000.00 > 1 % of 991616.75). The four past the bounds cannot be reconciled.
-    assert (quality.reconciled, quality.over_tolerance, quality.not_reconcilable) == (5, 3, 4)
+    # (30000.00 > 1 % of 991616.75). The five past the bounds cannot be reconciled.
+    assert (quality.reconciled, quality.over_tolerance, quality.not_reconcilable) == (5, 3, 5)
     assert [(r["cnpj_fundo"], r["residuo_conciliacao"]) for r in largest] == [
         ("12121212000112", Decimal("-9998999999999999900.01")),
         ("33333333000133", Decimal("500000.00")),

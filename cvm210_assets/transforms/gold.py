@@ -63,7 +63,7 @@ def _return_of_the_day(pl_anterior: Column, cota_anterior: Column, cota: Column)
     positive, when pl_anterior × |Δcota| reaches R$ 10²⁴ (an absurd quota: 38 digits) or the
     return R$ 10²⁵ (DECIMAL(27,2))."""
     cents = (pl_anterior * 100).cast("decimal(17,0)")
-    divisor = _quota_units(cota_anterior)
+    divisor = F.when(cota_anterior > 0, _quota_units(cota_anterior))  # never divides by 0
     dividend = F.try_multiply(cents, _quota_units(cota) - divisor)  # (38,0); NULL past 38 digits
     remainder = dividend % divisor  # exact, with the dividend's sign
     multiple = dividend - remainder  # an exact multiple of the divisor
