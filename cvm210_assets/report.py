@@ -17,11 +17,16 @@ from typing import Any
 
 import duckdb
 
-from cvm210_assets.lake.table_catalog import ALERTS_TABLE, GOLD_TABLE, REGISTRY_TABLE
+from cvm210_assets.lake.table_catalog import (
+    ALERTS_TABLE,
+    GOLD_TABLE,
+    REGISTRY_TABLE,
+    TOLERANCIA_MINIMA,
+    TOLERANCIA_PCT_PL,
+)
 from cvm210_assets.lake.tables import DeltaRsTables
 from cvm210_assets.partitions import Month
 from cvm210_assets.sql import connect, run
-from cvm210_assets.transforms.gold import TOLERANCIA_MINIMA, TOLERANCIA_PCT_PL
 
 TOP = 20
 

@@ -30,15 +30,15 @@ from cvm210_assets.assets.silver import SILVER_ASSET
 from cvm210_assets.lake.raw_zone import csv_key
 from cvm210_assets.lake.schemas import GOLD
 from cvm210_assets.lake.spark_tables import first_rows_by_month, months_predicate
-from cvm210_assets.lake.table_catalog import GOLD_TABLE, SILVER_TABLE
-from cvm210_assets.partitions import MONTH_POOL, Month, monthly_partitions
-from cvm210_assets.resources import Lake, SparkStepLauncher
-from cvm210_assets.transforms.gold import (
+from cvm210_assets.lake.table_catalog import (
+    GOLD_TABLE,
+    SILVER_TABLE,
     TOLERANCIA_MINIMA,
     TOLERANCIA_PCT_PL,
-    kpis,
-    month_sources,
 )
+from cvm210_assets.partitions import MONTH_POOL, Month, monthly_partitions
+from cvm210_assets.resources import Lake, SparkStepLauncher
+from cvm210_assets.transforms.gold import kpis, month_sources
 from cvm210_assets.transforms.quality import (
     GoldQuality,
     gold_quality,

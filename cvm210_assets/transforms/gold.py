@@ -19,12 +19,8 @@ from cvm210_assets.lake.schemas import (
     in_schema,
     literal_frame,
 )
+from cvm210_assets.lake.table_catalog import TOLERANCIA_MINIMA, TOLERANCIA_PCT_PL
 from cvm210_assets.partitions import Month
-
-# A fund-month's flows do not reconcile when |residuo_conciliacao| exceeds the larger of these
-# (docs/analytics.md): far above the rounding of quotas and cents, below what misleads a reading.
-TOLERANCIA_PCT_PL = Decimal("0.01")
-TOLERANCIA_MINIMA = Decimal("1.00")
 
 
 def _ratio(numerator: Column, denominator: Column) -> Column:
