@@ -4,4 +4,4 @@ __version__ = "0.1.0"
 
 # Bump when a transform's output changes for the same input: every month is then reprocessed
 # instead of being skipped as unchanged. Recorded on every row as `versao_pipeline`.
-PIPELINE_VERSION = "2"
+PIPELINE_VERSION = "3"

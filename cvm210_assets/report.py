@@ -15,18 +15,25 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+import duckdb
+
+from cvm210_assets.gold_rules import (
+    PARES_MINIMO,
+    PEER_GROUPS,
+    SUCESSAO,
+    TOLERANCIA_MINIMA,
+    TOLERANCIA_PCT_PL,
+    TRANSFERENCIA,
+)
 from cvm210_assets.lake.table_catalog import (
     ALERTS_TABLE,
     GOLD_TABLE,
-    PARES_MINIMO,
     PARES_TABLE,
-    PEER_GROUPS,
     REGISTRY_TABLE,
 )
 from cvm210_assets.lake.tables import DeltaRsTables
 from cvm210_assets.partitions import Month
 from cvm210_assets.sql.duckdb_engine import connect, run
-from cvm210_assets.transforms.events import SUCESSAO, TRANSFERENCIA
 
 TOP = 20
 EVENT_WORDS = {TRANSFERENCIA: "transfer (transferência)", SUCESSAO: "succession (sucessão)"}
@@ -35,6 +42,13 @@ EVENT_WORDS = {TRANSFERENCIA: "transfer (transferência)", SUCESSAO: "succession
 # The tables the report reads, by the names `cvm210 sql` registers them under.
 GOLD, REGISTRY, ALERTS = GOLD_TABLE.name, REGISTRY_TABLE.name, ALERTS_TABLE.name
 PARES = PARES_TABLE.name
+
+
+# A fund-month whose flows do not reconcile (docs/analytics.md), as gold's check judges it.
+NOT_RECONCILED = (
+    f"abs(g.residuo_conciliacao) > greatest(g.patrimonio_medio * {TOLERANCIA_PCT_PL},"
+    f" {TOLERANCIA_MINIMA})"
+)
 
 
 class ReportError(ValueError):
@@ -126,6 +140,7 @@ def report_data(tables: DeltaRsTables, month: Month) -> dict[str, Any]:
     return {
         "summary": summary,
         "outflows": outflows,
+        "residuals": _residuals(con, where, names, joins),
         "trend": [(m, trend.get((m.ano, m.mes))) for m in (first.shift(k) for k in range(12))],
         "alerts": alerts,
         "events": events,
@@ -140,6 +155,29 @@ def _columns(con: Any, table: str) -> set[str]:
             f"SELECT column_name FROM information_schema.columns WHERE table_name = '{table}'",
         )[1]
     }
+
+
+def _residuals(
+    con: duckdb.DuckDBPyConnection, where: str, names: str, joins: str
+) -> list[dict[str, Any]] | None:
+    """The month's fund-months whose flows do not reconcile, largest |residual| first; None
+    when gold predates the reconciliation (a lake not yet recomputed has no such columns)."""
+    columns = {
+        r[0]
+        for r in run(
+            con, f"SELECT column_name FROM information_schema.columns WHERE table_name = '{GOLD}'"
+        )[1]
+    }
+    if "residuo_conciliacao" not in columns:
+        return None
+    columns, rows = run(
+        con,
+        f"SELECT g.cnpj_fundo, g.id_subclasse, {names}, g.fluxo_liquido, g.rendimento,"
+        " g.residuo_conciliacao, g.residuo_pct_pl"
+        f" FROM {GOLD} g{joins} WHERE {where} AND {NOT_RECONCILED}"
+        f" ORDER BY abs(g.residuo_conciliacao) DESC, g.cnpj_fundo LIMIT {TOP}",
+    )
+    return [dict(zip(columns, r, strict=True)) for r in rows]
 
 
 def net_flow_chart(trend: Sequence[tuple[Month, dict[str, Any] | None]]) -> bytes:
@@ -257,6 +295,7 @@ def render_report(month: Month, data: dict[str, Any], generated: dt.datetime) ->
         if event_rows
         else "<p>No event this month.</p>"
     )
+    residuals = _residuals_section(data["residuals"])
     title = f"Portability report {month.key}"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{STYLE}</style></head>
@@ -282,11 +321,42 @@ below {PARES_MINIMO} funds or before gold_breakdowns has run (docs/peers.md).</p
 <p class="note">A transfer (all or most of a fund's net assets moved to another fund or class on
 one day) or a succession (a fund stopping and another starting with the same quota and net
 assets): its flows are left out of the alerts and of organic growth (docs/events.md).</p>
+<h2>Flows that do not reconcile</h2>
+{residuals}
 <p class="note">From CVM's daily fund reports (Informe Diário), as captured by cvm210; generated
 {generated.isoformat(timespec="seconds")}. Names come from CVM's fund registry when the lake has
 it. Money is exact; percentages are rounded for reading.</p>
 </body></html>
 """
+
+
+def _residuals_section(residuals: list[dict[str, Any]] | None) -> str:
+    """The fund-months whose net assets moved by more than their return and flows explain."""
+    if residuals is None:
+        return (
+            "<p>Not computed: this lake's gold_kpis predates the flow reconciliation;"
+            " materialize the month again.</p>"
+        )
+    rule = (
+        "Net assets should move by the return earned and the flows alone; beyond"
+        f" max({TOLERANCIA_PCT_PL:.0%} of the average net assets, R$ {TOLERANCIA_MINIMA})"
+        " the month's figures hide a reporting error, a unit slip, a missing day or an event"
+        " (see docs/analytics.md)."
+    )
+    if not residuals:
+        return f"<p>Every fund's flows reconcile this month. {rule}</p>"
+    table = _table(
+        ["Fund", "CNPJ", "Manager", "Net flow (R$)", "Return earned (R$)", "Residual (R$)",
+         "Residual / avg net assets"],
+        [
+            (r["nome"] or "", _cnpj(r["cnpj_fundo"], r["id_subclasse"]), r["gestor"] or "",
+             _money(r["fluxo_liquido"]), _money(r["rendimento"]),
+             _money(r["residuo_conciliacao"]), f"{r['residuo_pct_pl']:.2%}")
+            for r in residuals
+        ],
+        numeric={3, 4, 5, 6},
+    )  # fmt: skip
+    return f"<p class=note>{rule}</p>\n{table}"
 
 
 def write_report(tables: DeltaRsTables, month: Month, path: str) -> None:

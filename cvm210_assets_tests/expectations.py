@@ -14,9 +14,9 @@ GOLD_EXACT = [
     "total_captacao", "total_resgate", "fluxo_liquido", "patrimonio_inicial", "patrimonio_final",
     "cota_inicial", "cota_final", "cota_maxima", "cota_minima", "cotistas_inicial",
     "cotistas_final", "variacao_cotistas",
-    "dias_fluxo_negativo", "em_risco",
+    "dias_fluxo_negativo", "em_risco", "rendimento", "residuo_conciliacao",
 ]  # fmt: skip
-GOLD_RATIOS = ["variacao_cota", "taxa_resgate", "fluxo_liquido_pct_pl"]
+GOLD_RATIOS = ["variacao_cota", "taxa_resgate", "fluxo_liquido_pct_pl", "residuo_pct_pl"]
 
 
 def _key(row: dict[str, Any]) -> tuple:
@@ -71,3 +71,14 @@ def assert_lineage(actual: list[dict[str, Any]], versions: dict[str, list[Silver
     for row in actual:
         key = (row["cnpj_fundo"], row["id_subclasse"], row["dt_comptc"])
         assert lines[row["arquivo_sha256"]][key] == row["numero_linha"], key
+
+
+def over_tolerance(gold: list[GoldRow]) -> list[GoldRow]:
+    """The fund-months whose flows do not reconcile (docs/analytics.md): |residuo_conciliacao|
+    beyond max(1 % of patrimonio_medio, R$ 1.00)."""
+    return [
+        g
+        for g in gold
+        if g.residuo_conciliacao is not None
+        and abs(g.residuo_conciliacao) > max(g.patrimonio_medio / 100, Decimal("1.00"))
+    ]

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from decimal import Context, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 
 # --- the contract's constants -------------------------------------------------------------
 
@@ -169,6 +170,9 @@ class GoldRow:
     fluxo_liquido_pct_pl: Decimal
     dias_fluxo_negativo: int
     em_risco: bool
+    rendimento: Decimal | None
+    residuo_conciliacao: Decimal | None
+    residuo_pct_pl: Decimal | None
 
 
 @dataclass(frozen=True)
@@ -360,6 +364,42 @@ def _sum(values: Iterable[Decimal | None]) -> Decimal:
     return total
 
 
+# The reconciliation's bounds: a day's return is computed while PL in cents × |Δquota| in units
+# of 1e-12 has fewer than 38 digits, and kept while it fits DECIMAL(27,2), as a month's sum.
+PRODUCT_LIMIT = Decimal(10) ** 38
+MONEY_SUM_LIMIT = Decimal(10) ** 25
+CENT = Decimal("0.01")
+
+
+def _rendimento_dia(pl_anterior: Decimal, anterior: Decimal | None, cota: Decimal | None):
+    """pl_anterior × (cota / anterior − 1), half-up to the cent; None without two positive
+    quotas or beyond the bounds."""
+    if anterior is None or cota is None or anterior <= 0 or cota <= 0:
+        return None
+    produto = CTX.multiply(pl_anterior, CTX.subtract(cota, anterior))
+    if abs(produto) * 100 * 10**12 >= PRODUCT_LIMIT:
+        return None
+    value = CTX.divide(produto, anterior).quantize(CENT, rounding=ROUND_HALF_UP, context=CTX)
+    return value if abs(value) < MONEY_SUM_LIMIT else None
+
+
+def _reconciliation(rows: list[SilverRow]) -> tuple[Decimal | None, Decimal | None]:
+    """(rendimento, residuo_conciliacao) of one fund-month's rows in date order: sums over each
+    report after the first against the one before; None with one report or an unknown day."""
+    rendimentos, residuos = [], []
+    for anterior, row in itertools.pairwise(rows):
+        rendimento = _rendimento_dia(anterior.vl_patrim_liq, anterior.vl_quota, row.vl_quota)
+        if rendimento is None:
+            return None, None
+        fluxo = (row.captc_dia or Decimal(0)) - (row.resg_dia or Decimal(0))
+        rendimentos.append(rendimento)
+        residuos.append(row.vl_patrim_liq - anterior.vl_patrim_liq - rendimento - fluxo)
+    if not rendimentos:
+        return None, None
+    sums = (_sum(rendimentos), _sum(residuos))
+    return sums if all(abs(s) < MONEY_SUM_LIMIT for s in sums) else (None, None)
+
+
 def gold(silver: list[SilverRow]) -> list[GoldRow]:
     """One KPI row per (cnpj_fundo, id_subclasse, ano, mes), sorted with a NULL subclass first."""
     groups: dict[tuple[str, str | None, int, int], list[SilverRow]] = {}
@@ -392,6 +432,7 @@ def gold(silver: list[SilverRow]) -> list[GoldRow]:
         if first.nr_cotst is not None and last.nr_cotst is not None:
             variacao_cotistas = last.nr_cotst - first.nr_cotst
 
+        rendimento, residuo = _reconciliation(rows)
         negativos = sum(
             1
             for s in rows
@@ -424,6 +465,13 @@ def gold(silver: list[SilverRow]) -> list[GoldRow]:
                 fluxo_liquido_pct_pl=CTX.divide(CTX.multiply(fluxo, Decimal(n)), soma_pl),
                 dias_fluxo_negativo=negativos,
                 em_risco=fluxo < 0,
+                rendimento=rendimento,
+                residuo_conciliacao=residuo,
+                residuo_pct_pl=(
+                    None
+                    if residuo is None
+                    else CTX.divide(CTX.multiply(residuo, Decimal(n)), soma_pl)
+                ),
             )
         )
     out.sort(key=lambda g: (*_key_order((g.cnpj_fundo, g.id_subclasse, dt.date.min)), g.ano, g.mes))

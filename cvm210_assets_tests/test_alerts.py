@@ -36,6 +36,7 @@ from cvm210_assets_tests.conftest import (
     make_pipeline,
     materialization_metadata,
 )
+from cvm210_assets_tests.expectations import over_tolerance
 from cvm210_assets_tests.reference import expected_month
 
 PLANTED = "planted-SECRET-5b1e0c77"
@@ -332,9 +333,15 @@ def test_a_fund_losing_10_percent_is_one_alert_one_email_one_webhook_and_tops_th
     assert main(["report", "--month", MONTH, "--lake", pipeline.settings.lake_uri,
                  "--out", str(out)]) == 0  # fmt: skip
     page = Page.parse(out.read_text(encoding="utf-8"))
-    outflows, alerts = page.tables
+    outflows, alerts, residuals = page.tables
     assert outflows[1][:3] == ["1", FUND_NAME, format_cnpj(month.target)]
     assert alerts[1][0] == FUND_NAME
+    # The crafted fund's net assets fall by its redemptions alone while its quota keeps its
+    # generated return: its flows do not reconcile (the oracle agrees), and the report says so.
+    over = over_tolerance(expected_month(month.csv, 2024, 3).gold)
+    assert [g.cnpj_fundo for g in over] == [month.target]
+    assert residuals[1][:2] == [FUND_NAME, format_cnpj(month.target)]
+    assert residuals[1][5] == f"{over[0].residuo_conciliacao:,.2f}"
     assert page.external == []
     (image,) = page.images
     assert (

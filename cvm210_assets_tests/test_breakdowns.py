@@ -25,8 +25,8 @@ from cvm210_assets.assets.registry import CvmRegistry, fund_registry
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
 from cvm210_assets.fake_cvm.registry import RegistryFiles, registry_files
 from cvm210_assets.fake_cvm.server import CAD_PATH, FakeCvm
+from cvm210_assets.gold_rules import PARES_MINIMO
 from cvm210_assets.lake.schemas import GOLD_BREAKDOWNS, GOLD_PARES
-from cvm210_assets.lake.table_catalog import PARES_MINIMO
 from cvm210_assets.partitions import Month
 from cvm210_assets.report import render_report, report_data
 from cvm210_assets.sql.duckdb_engine import execute
@@ -193,6 +193,14 @@ def test_gold_fundos_carries_each_funds_registry_entry_in_duckdb_and_spark(
         want = tuple(entry.get(c) for c in ("nome", "classe", "gestor", "administrador"))
         assert got[(row.cnpj_fundo, row.id_subclasse)][:4] == want
     assert any(row.id_subclasse for row in gold)
+    _, rows = execute(
+        flow.pipeline.tables,
+        "SELECT cnpj_fundo, id_subclasse, rendimento, residuo_conciliacao"
+        " FROM cvm_p210.gold_fundos WHERE ano = 2024 AND mes = 3",
+    )
+    assert {(r[0], r[1]): r[2:] for r in rows} == {
+        (g.cnpj_fundo, g.id_subclasse): (g.rendimento, g.residuo_conciliacao) for g in gold
+    }
 
     # The same SELECT on Spark (Databricks' views are rendered from it) gives the same rows,
     # with gold_pares joined (subclasses: NULL-safe) and before it exists (NULL standings).
@@ -396,7 +404,7 @@ def test_the_new_tables_hold_the_columns_their_catalog_entry_declares(flow: Flow
     from cvm210_assets.definitions import defs
 
     graph = defs.resolve_asset_graph()
-    for asset in ("fund_registry", "gold_breakdowns"):
+    for asset in ("fund_registry", "gold_breakdowns", "gold_kpis"):
         node = graph.get(AssetKey(asset))
         declared = [c.name for c in node.metadata["dagster/column_schema"].columns]
         written = flow.pipeline.tables.dataset(asset).schema.names
@@ -407,6 +415,12 @@ def test_the_new_tables_hold_the_columns_their_catalog_entry_declares(flow: Flow
     assert all(c.description for c in pares)
     assert set(PARES_COLUMNS) <= {f.name for f in GOLD_PARES}
     assert [f.name for f in GOLD_BREAKDOWNS][-2:] == ["ano", "mes"]
+    gold = {
+        c.name: c
+        for c in graph.get(AssetKey("gold_kpis")).metadata["dagster/column_schema"].columns
+    }
+    assert gold["residuo_conciliacao"].type == "decimal(27,2)"
+    assert "docs/analytics.md" in gold["rendimento"].description
     row = flow.pipeline.rows("gold_breakdowns", "2024-03")[0]
     assert isinstance(row["dh_processamento"], dt.datetime)
 

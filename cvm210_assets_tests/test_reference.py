@@ -497,6 +497,11 @@ def test_gold_formulas_by_hand() -> None:
         fluxo_liquido_pct_pl=Decimal("-0.125"),
         dias_fluxo_negativo=2,  # 02-03: 0-5, 02-05: 10-50
         em_risco=True,
+        # 02-04: 100 × (1.05 / 1 − 1) = 5.00; 02-05: 200 × (1.1 / 1.05 − 1) = 9.5238… → 9.52
+        rendimento=Decimal("14.52"),
+        # 02-04: 200 − 100 − 5.00 − 20 = 75.00; 02-05: 300 − 200 − 9.52 − (10 − 50) = 130.48
+        residuo_conciliacao=Decimal("205.48"),
+        residuo_pct_pl=Decimal("1.0274"),  # 205.48 / 200
     )
     assert str(g.total_captacao) == "30.00"
     assert str(g.fluxo_liquido) == "-25.00"
@@ -517,6 +522,11 @@ def test_gold_subclasses_and_nulls() -> None:
     )
     assert sub1.dias_fluxo_negativo == 0
     assert sub1.em_risco is False
+    assert sub1.rendimento == Decimal("1.00")  # 1000 × (2.002 / 2 − 1)
+    assert sub1.residuo_conciliacao == Decimal("-1.00")  # 1001 − 1000 − 1.00 − 1.00
+    assert abs(sub1.residuo_pct_pl + Decimal("0.00099950024987506246876561719140")) < Decimal(
+        "1e-30"
+    )
 
     sub2 = rows[("11111111000111", "SUB2")]
     assert (sub2.total_captacao, sub2.total_resgate, sub2.fluxo_liquido) == (0, 0, 0)
@@ -527,6 +537,8 @@ def test_gold_subclasses_and_nulls() -> None:
     assert sub2.patrimonio_medio == sub2.patrimonio_inicial == sub2.patrimonio_final == 50
     assert sub2.em_risco is False
     assert sub2.dias_fluxo_negativo == 0
+    # One report: no pair of days to reconcile, so no return and no residual (not zero).
+    assert (sub2.rendimento, sub2.residuo_conciliacao, sub2.residuo_pct_pl) == (None,) * 3
 
 
 def test_gold_quota_zero_and_missing_edges() -> None:
@@ -543,6 +555,8 @@ def test_gold_quota_zero_and_missing_edges() -> None:
     assert g.fluxo_liquido_pct_pl == Decimal("-0.15")
     assert g.dias_fluxo_negativo == 2  # 1-2 and 0-6; 5-1 is positive
     assert g.em_risco is True
+    # A quota of 0, then none: no day's return is known, so the month cannot be reconciled.
+    assert (g.rendimento, g.residuo_conciliacao, g.residuo_pct_pl) == (None,) * 3
 
 
 def test_gold_missing_final_values_give_null_variations() -> None:
@@ -556,6 +570,7 @@ def test_gold_missing_final_values_give_null_variations() -> None:
     assert g.tp_fundo is None
     assert g.em_risco is False  # zero flow is not at risk
     assert g.dias_fluxo_negativo == 0
+    assert (g.rendimento, g.residuo_conciliacao) == (None, None)  # the last quota is missing
 
 
 def test_gold_mean_keeps_50_digits() -> None:
@@ -576,6 +591,88 @@ def test_gold_of_several_months_and_duplicate_guard() -> None:
     assert gold([]) == []
     with pytest.raises(ValueError, match="duplicate"):
         gold(jan + jan)
+
+
+# --- flow reconciliation (docs/analytics.md) -------------------------------------------------
+
+# Hand-made months whose answer is known. Each day's net assets are the previous day's times
+# the quota's return (rounded half-up to the cent) plus the day's inflow minus its redemptions,
+# except where a fund is meant to break that.
+RECONCILE_CSV = csv_of(
+    # A clean fund: net assets move only by return and flows.
+    "FI;11.111.111/0001-11;2025-02-03;1;1.000000;1000000.00;0.00;0.00;10",
+    "FI;11.111.111/0001-11;2025-02-04;1;1.001000;1004000.00;5000.00;2000.00;10",  # +1000.00
+    "FI;11.111.111/0001-11;2025-02-05;1;1.000500;973498.50;0.00;30000.00;10",  # -501.50
+    "FI;11.111.111/0001-11;2025-02-06;1;1.000500;980498.50;7000.00;0.00;10",  # +0.00
+    "FI;11.111.111/0001-11;2025-02-07;1;1.002000;981968.51;0.00;0.00;10",  # +1470.01
+    # The same fund with 02-05 missing: that day's redemption of 30000.00 is in no row.
+    "FI;22.222.222/0001-22;2025-02-03;1;1.000000;1000000.00;0.00;0.00;10",
+    "FI;22.222.222/0001-22;2025-02-04;1;1.001000;1004000.00;5000.00;2000.00;10",
+    "FI;22.222.222/0001-22;2025-02-06;1;1.000500;980498.50;7000.00;0.00;10",
+    "FI;22.222.222/0001-22;2025-02-07;1;1.002000;981968.51;0.00;0.00;10",
+    # Net assets jump by 500000.00 on 02-05 with no flow and an unchanged quota.
+    "FI;33.333.333/0001-33;2025-02-03;1;10.000000;2000000.00;0.00;0.00;10",
+    "FI;33.333.333/0001-33;2025-02-04;1;10.000000;2000000.00;0.00;0.00;10",
+    "FI;33.333.333/0001-33;2025-02-05;1;10.000000;2500000.00;0.00;0.00;10",
+    "FI;33.333.333/0001-33;2025-02-06;1;10.000000;2500000.00;0.00;0.00;10",
+    "FI;33.333.333/0001-33;2025-02-07;1;10.000000;2500000.00;0.00;0.00;10",
+    # A fund near DECIMAL(17,2)'s limit with 12-decimal quotas: a quota ratio to 10 decimals, or
+    # DOUBLE, misses its cents (DOUBLE gives 3960008135245.45 for the second day).
+    "FI;44.444.444/0001-44;2025-02-03;1;1.234567890123;900000000000000.00;0.00;0.00;10",
+    "FI;44.444.444/0001-44;2025-02-04;1;1.234567890124;900000000000729.00;0.00;0.00;10",
+    "FI;44.444.444/0001-44;2025-02-05;1;1.240000000000;903960008135974.54;0.00;0.00;10",
+    # One report: nothing to reconcile.
+    "FI;55.555.555/0001-55;2025-02-07;1;1.000000;1000.00;100.00;0.00;10",
+    layout="b",
+)
+
+# (rendimento, residuo_conciliacao) of each fund of RECONCILE_CSV, by hand:
+RECONCILED = {
+    # 1000000 × 0.001 = 1000.00; 1004000 × (1.0005 / 1.001 − 1) = −501.4985… → −501.50;
+    # 973498.50 × 0 = 0.00; 980498.50 × (1.002 / 1.0005 − 1) = 1470.0127… → 1470.01
+    "11111111000111": (Decimal("1968.51"), Decimal("0.00")),
+    # 02-04 → 02-06 is one step: 1004000 × (1.0005 / 1.001 − 1) → −501.50, and
+    # 980498.50 − 1004000.00 + 501.50 − 7000.00 = −30000.00: the missing day's flow.
+    "22222222000122": (Decimal("1968.51"), Decimal("-30000.00")),
+    "33333333000133": (Decimal("0.00"), Decimal("500000.00")),
+    # 900000000000000 × 1e-12 / 1.234567890123 = 729.0000065… → 729.00;
+    # 900000000000729 × (1.24 / 1.234567890124 − 1) = 3960008135245.5384… → 3960008135245.54
+    "44444444000144": (Decimal("3960008135974.54"), Decimal("0.00")),
+    "55555555000155": (None, None),
+}
+
+
+def test_reconciliation_of_hand_made_months() -> None:
+    rows = {g.cnpj_fundo: g for g in gold(clean(RECONCILE_CSV, 2025, 2)[0])}
+    assert {k: (g.rendimento, g.residuo_conciliacao) for k, g in rows.items()} == RECONCILED
+    assert str(rows["11111111000111"].residuo_conciliacao) == "0.00"
+    assert rows["11111111000111"].residuo_pct_pl == 0
+    # −30000.00 / ((1000000 + 1004000 + 980498.50 + 981968.51) / 4 = 991616.7525)
+    assert abs(
+        rows["22222222000122"].residuo_pct_pl - Decimal("-0.0302536236145324702952716604")
+    ) < Decimal("1e-28")
+    assert rows["33333333000133"].residuo_pct_pl * 23 == 5  # 500000 / 2300000
+
+
+def test_reconciliation_bounds() -> None:
+    """A day's return needs two positive quotas, PL in cents × |Δquota| in 1e-12 below 10^38
+    (R$ 10^24 × quota units), and fits DECIMAL(27,2); otherwise the month has no residual."""
+
+    def month(*quotas: str, pl: str = "1000.00") -> tuple[Decimal | None, Decimal | None]:
+        lines = [
+            f"FI;11.111.111/0001-11;2025-02-0{3 + n};1;{q};{pl};0;0;1" for n, q in enumerate(quotas)
+        ]
+        (g,) = gold(clean(csv_of(*lines, layout="b"), 2025, 2)[0])
+        return g.rendimento, g.residuo_conciliacao
+
+    assert month("1", "1.5") == (Decimal("500.00"), Decimal("-500.00"))
+    assert month("-1", "1") == (None, None)
+    assert month("1", "") == (None, None)
+    big = "999999999999999.99"  # DECIMAL(17,2)'s largest
+    rendimento = Decimal("9998999999999999900.01")  # big × 9999
+    assert month("1", "10000", pl=big) == (rendimento, -rendimento)
+    assert month("1", "10000000000", pl=big) == (None, None)  # 10^17 × 10^22: past 38 digits
+    assert month("0.000000000001", "1", pl=big) == (None, None)  # a return of R$ 10^27
 
 
 # --- restatements ---------------------------------------------------------------------------

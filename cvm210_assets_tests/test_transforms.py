@@ -2,25 +2,40 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from dagster import AssetCheckSeverity, MarkdownMetadataValue
 from pyspark.sql import SparkSession
 
 from cvm210_assets.assets import gold as gold_asset
 from cvm210_assets.assets import silver as silver_asset
+from cvm210_assets.assets.common import outcomes_from_record
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
 from cvm210_assets.lake.schemas import SILVER
+from cvm210_assets.lake.spark_tables import SparkDeltaTables
+from cvm210_assets.lake.storage import LocalStorage
+from cvm210_assets.lake.tables import DeltaRsTables
 from cvm210_assets.partitions import Month
+from cvm210_assets.report import render_report, report_data
 from cvm210_assets.source.layouts import LAYOUTS
 from cvm210_assets.transforms.bronze import bronze_lineage, bronze_rows, lineage_frame, read_lines
 from cvm210_assets.transforms.gold import kpis, month_sources
-from cvm210_assets.transforms.quality import gold_quality, silver_quality, silver_totals
+from cvm210_assets.transforms.quality import (
+    GoldQuality,
+    gold_quality,
+    largest_residuals,
+    silver_quality,
+    silver_totals,
+)
 from cvm210_assets.transforms.silver import judge, rejected_rows, silver_rows
 from cvm210_assets_tests.expectations import assert_gold, assert_rejects, assert_silver
 from cvm210_assets_tests.reference import expected_month
+from cvm210_assets_tests.test_reference import RECONCILE_CSV, RECONCILED, csv_of
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)
 MARCH = Month(2024, 3)
@@ -114,6 +129,134 @@ def test_months_of_one_batch_are_numbered_judged_and_summed_each_on_its_own(
             csvs[m], m.ano, m.mes).rejects)  # fmt: skip
     finally:
         spark.conf.set("spark.sql.files.maxPartitionBytes", previous)
+
+
+# Funds past the reconciliation's bounds (reference.py): a quota ≤ 0 or missing, a product of
+# PL in cents and Δquota past 38 digits, a return past DECIMAL(27,2); and one just inside.
+BOUNDS = [  # (CNPJ, its quotas on consecutive days, its unchanged net assets)
+    ("66.666.666/0001-66", ("-1", "1"), "1000.00"),
+    ("13.131.313/0001-13", ("0", "1"), "1000.00"),
+    ("77.777.777/0001-77", ("1", ""), "1000.00"),
+    ("88.888.888/0001-88", ("1", "10000000000"), "999999999999999.99"),
+    ("99.999.999/0001-99", ("0.000000000001", "1"), "999999999999999.99"),
+    ("12.121.212/0001-12", ("1", "10000"), "999999999999999.99"),
+]
+
+
+@pytest.mark.parametrize("precision_loss", ["true", "false"])
+def test_reconciliation_of_hand_made_months_exact_whatever_decimal_precision_loss(
+    spark: SparkSession, tmp_path: Path, precision_loss: str
+) -> None:
+    """The known answers of the hand-made months (a clean fund, a missing day, a jump without
+    flows, a fund near DECIMAL(17,2)'s limit, one report), and the oracle's bounds, to the
+    cent, with Spark's decimal precision loss on (its default) or off."""
+    bounds = [
+        f"FI;{cnpj};2025-02-0{3 + n};1;{quota};{pl};0;0;1"
+        for cnpj, quotas, pl in BOUNDS
+        for n, quota in enumerate(quotas)
+    ]
+    data = RECONCILE_CSV + csv_of(*bounds, layout="b").split(b"\n", 1)[1]
+    path = tmp_path / "inf_diario_fi_202502.csv"
+    path.write_bytes(data)
+    key = "spark.sql.decimalOperations.allowPrecisionLoss"
+    previous = spark.conf.get(key)
+    spark.conf.set(key, precision_loss)
+    february = Month(2025, 2)
+    try:
+        _, silver, _, gold = run_transforms(spark, path, "b", february)
+        got = {r["cnpj_fundo"]: r for r in rows(gold)}
+        assert_gold(list(got.values()), expected_month(data, 2025, 2).gold)
+        quality = gold_quality(gold, silver_totals(silver), [february])[february]
+        largest = largest_residuals(gold, gold_asset.RESIDUAL_COLUMNS, 10)[february]
+    finally:
+        spark.conf.set(key, previous)
+    for cnpj, (rendimento, residuo) in RECONCILED.items():
+        assert (got[cnpj]["rendimento"], got[cnpj]["residuo_conciliacao"]) == (rendimento, residuo)
+    assert got["22222222000122"]["residuo_pct_pl"] == pytest.approx(-30000 / 991616.7525)
+    bounded = [got[c.replace(".", "").replace("/", "").replace("-", "")] for c, *_ in BOUNDS]
+    assert [r["rendimento"] for r in bounded] == [None] * 5 + [Decimal("9998999999999999900.01")]
+    # Five fund-months have a residual; beyond the tolerance: the fund past DECIMAL(17,2)'s
+    # limit whose quota moves 10000-fold without its net assets, the jump, the missing day
+    # (30000.00 > 1 % of 991616.75). The five past the bounds cannot be reconciled.
+    assert (quality.reconciled, quality.over_tolerance, quality.not_reconcilable) == (5, 3, 5)
+    assert [(r["cnpj_fundo"], r["residuo_conciliacao"]) for r in largest] == [
+        ("12121212000112", Decimal("-9998999999999999900.01")),
+        ("33333333000133", Decimal("500000.00")),
+        ("22222222000122", Decimal("-30000.00")),
+    ]
+    outcome = gold_asset.evaluate_reconciliation(quality, largest)
+    assert not outcome.passed
+    assert outcome.metadata["fund_months_over_tolerance"] == 3
+
+
+def test_a_lake_with_gold_from_before_the_reconciliation_keeps_working(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """A user's gold_kpis written before the reconciliation's columns: the report says they
+    are not computed yet; rewriting a month (PIPELINE_VERSION makes every month recompute)
+    adds them by schema evolution, and the report lists the month's residuals."""
+    path = tmp_path / "inf_diario_fi_202502.csv"
+    path.write_bytes(RECONCILE_CSV)
+    february = Month(2025, 2)
+    _, _, _, gold = run_transforms(spark, path, "b", february)
+    storage = LocalStorage(tmp_path / "lake")
+    tables, rs_tables = SparkDeltaTables(storage, spark), DeltaRsTables(storage)
+    new = ("rendimento", "residuo_conciliacao", "residuo_pct_pl")
+    tables.replace_months("gold_kpis", gold.drop(*new), [february], {})
+    assert report_data(rs_tables, february)["residuals"] is None
+
+    tables.replace_months("gold_kpis", gold, [february], {})
+
+    written = {
+        r["cnpj_fundo"]: r for r in rs_tables.read_month_arrow("gold_kpis", february).to_pylist()
+    }
+    assert {
+        k: (r["rendimento"], r["residuo_conciliacao"]) for k, r in written.items()
+    } == RECONCILED
+    residuals = report_data(rs_tables, february)["residuals"]
+    assert [(r["cnpj_fundo"], r["residuo_conciliacao"]) for r in residuals] == [
+        ("33333333000133", Decimal("500000.00")),
+        ("22222222000122", Decimal("-30000.00")),
+    ]
+    assert "-30,000.00" in render_report(february, report_data(rs_tables, february), NOW)
+
+
+def test_flows_reconcile_warns_with_the_count_and_the_largest_residuals() -> None:
+    """The check passes when no fund-month is beyond the tolerance; otherwise it says how many
+    (and what share of those with a residual) and lists the largest; a warning, never a block.
+    An unchanged month repeats it from the state record, table included."""
+    quality = GoldQuality(
+        rows=4, duplicate_keys=0, gold_totals=(0, 0, 0, 4), silver_totals=(0, 0, 0, 4),
+        reconciled=3, over_tolerance=0, not_reconcilable=1,
+    )  # fmt: skip
+    clean = gold_asset.evaluate_reconciliation(quality, [])
+    assert clean.passed
+    assert (clean.check.blocking, clean.check.severity) == (False, AssetCheckSeverity.WARN)
+    assert clean.metadata["fund_months_checked"] == 3
+    assert clean.metadata["fund_months_not_reconcilable"] == 1
+    assert clean.metadata["tolerance"] == (
+        "|residuo_conciliacao| > max(1% of patrimonio_medio, R$ 1.00)"
+    )
+    missing_day = {
+        "cnpj_fundo": "22222222000122", "id_subclasse": None, "dias_com_informe": 4,
+        "patrimonio_medio": Decimal("991616.752500"), "fluxo_liquido": Decimal("-20000.00"),
+        "rendimento": Decimal("1968.51"), "residuo_conciliacao": Decimal("-30000.00"),
+        "residuo_pct_pl": -30000 / 991616.7525,
+    }  # fmt: skip
+    flagged = gold_asset.evaluate_reconciliation(
+        dataclasses.replace(quality, over_tolerance=1), [missing_day]
+    )
+    assert not flagged.passed
+    assert flagged.metadata["fund_months_over_tolerance"] == 1
+    assert flagged.metadata["share_over_tolerance"] == pytest.approx(1 / 3)
+    table = flagged.metadata["largest_residuals"]
+    assert isinstance(table, MarkdownMetadataValue)
+    assert table.md_str.splitlines()[2] == (
+        "| 22222222000122 |  | 4 | 991616.752500 | -20000.00 | 1968.51 | -30000.00 | -3.03 % |"
+    )
+    stored = json.loads(json.dumps({"checks": [flagged.record()]}, default=str))
+    (again,) = outcomes_from_record(gold_asset.CHECKS, stored)
+    assert again == flagged
 
 
 def test_latin1_text_and_extra_fields_are_kept_as_read(spark: SparkSession, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from cvm210_assets.lake.table_catalog import PEER_GROUPS
+from cvm210_assets.gold_rules import PEER_GROUPS
 
 
 class ConfigError(ValueError):

@@ -40,6 +40,7 @@ from cvm210_assets.assets.monthly import (
     materialize,
 )
 from cvm210_assets.assets.registry import REGISTRY_ASSET
+from cvm210_assets.gold_rules import PARES_MINIMO, PEER_GROUPS
 from cvm210_assets.lake.schemas import (
     FUND_REGISTRY,
     GOLD_BREAKDOWNS,
@@ -50,9 +51,7 @@ from cvm210_assets.lake.spark_tables import months_predicate
 from cvm210_assets.lake.table_catalog import (
     BREAKDOWNS_TABLE,
     GOLD_TABLE,
-    PARES_MINIMO,
     PARES_TABLE,
-    PEER_GROUPS,
     REGISTRY_TABLE,
 )
 from cvm210_assets.partitions import MONTH_POOL, Month, monthly_partitions

@@ -16,6 +16,7 @@ from dagster import (
     AssetRecordsFilter,
     BetaWarning,
     DataVersion,
+    MarkdownMetadataValue,
     MaterializeResult,
     MetadataValue,
     TableColumn,
@@ -94,6 +95,10 @@ class Check:
             )
 
 
+# How a state record holds a check's markdown metadata (a table the UI renders).
+MARKDOWN = "markdown"
+
+
 @dataclass(frozen=True)
 class Outcome:
     check: Check
@@ -131,14 +136,27 @@ class Outcome:
         )
 
     def record(self) -> dict[str, Any]:
-        return {"name": self.check.name, "passed": self.passed, "metadata": self.metadata}
+        """The outcome as JSON for the month's state record; markdown as {"markdown": text}."""
+        metadata = {
+            k: {MARKDOWN: v.md_str} if isinstance(v, MarkdownMetadataValue) else v
+            for k, v in self.metadata.items()
+        }
+        return {"name": self.check.name, "passed": self.passed, "metadata": metadata}
 
 
 def outcomes_from_record(checks: Sequence[Check], record: Mapping[str, Any]) -> list[Outcome]:
-    """Outcomes stored with a month's state: an unchanged month keeps its checks' verdicts."""
+    """Outcomes stored with a month's state: an unchanged month keeps its checks' verdicts
+    (and their tables, markdown again)."""
     stored = {item["name"]: item for item in record.get("checks", [])}
     return [
-        Outcome(check, stored[check.name]["passed"], stored[check.name]["metadata"])
+        Outcome(
+            check,
+            stored[check.name]["passed"],
+            {
+                k: MetadataValue.md(v[MARKDOWN]) if isinstance(v, dict) and MARKDOWN in v else v
+                for k, v in stored[check.name]["metadata"].items()
+            },
+        )
         for check in checks
         if check.name in stored
     ]

@@ -5,7 +5,13 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
-from dagster import AssetExecutionContext, BackfillPolicy, MetadataValue, asset
+from dagster import (
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    BackfillPolicy,
+    MetadataValue,
+    asset,
+)
 from dagster_pyspark import LazyPySparkResource
 
 from cvm210_assets import PIPELINE_VERSION
@@ -21,15 +27,24 @@ from cvm210_assets.assets.monthly import (
     materialize,
 )
 from cvm210_assets.assets.silver import SILVER_ASSET
+from cvm210_assets.gold_rules import TOLERANCIA_MINIMA, TOLERANCIA_PCT_PL
 from cvm210_assets.lake.raw_zone import csv_key
 from cvm210_assets.lake.schemas import GOLD
 from cvm210_assets.lake.spark_tables import first_rows_by_month, months_predicate
-from cvm210_assets.lake.table_catalog import GOLD_TABLE, SILVER_TABLE
+from cvm210_assets.lake.table_catalog import (
+    GOLD_TABLE,
+    SILVER_TABLE,
+)
 from cvm210_assets.partitions import MONTH_POOL, Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.transforms.events import REGRAS_EVENTOS
 from cvm210_assets.transforms.gold import kpis, month_sources
-from cvm210_assets.transforms.quality import GoldQuality, gold_quality, silver_totals
+from cvm210_assets.transforms.quality import (
+    GoldQuality,
+    gold_quality,
+    largest_residuals,
+    silver_totals,
+)
 
 GOLD_ASSET = GOLD_TABLE.asset
 
@@ -41,8 +56,32 @@ TOTALS_MATCH_SILVER = Check(
 ONE_ROW_PER_KEY = Check(
     "one_gold_row_per_key", "One gold row per (cnpj_fundo, id_subclasse, ano, mes)."
 )
-CHECKS = (TOTALS_MATCH_SILVER, ONE_ROW_PER_KEY)
+TOLERANCE = (
+    f"|residuo_conciliacao| > max({TOLERANCIA_PCT_PL:.0%} of patrimonio_medio,"
+    f" R$ {TOLERANCIA_MINIMA})"
+)
+FLOWS_RECONCILE = Check(
+    "flows_reconcile",
+    "Each fund-month's net assets move by its return and flows alone: no residuo_conciliacao"
+    f" beyond the tolerance, {TOLERANCE} (docs/analytics.md). A warning: reporting errors,"
+    " unit slips, missing days and events are CVM's data; the month is written.",
+    blocking=False,
+    severity=AssetCheckSeverity.WARN,
+)
+CHECKS = (TOTALS_MATCH_SILVER, ONE_ROW_PER_KEY, FLOWS_RECONCILE)
 TOTAL_NAMES = ("captacao", "resgate", "fluxo_liquido", "dias_com_informe")
+# The columns of the largest residuals' table, in the check's metadata.
+RESIDUAL_COLUMNS = (
+    "cnpj_fundo",
+    "id_subclasse",
+    "dias_com_informe",
+    "patrimonio_medio",
+    "fluxo_liquido",
+    "rendimento",
+    "residuo_conciliacao",
+    "residuo_pct_pl",
+)
+LARGEST = 10
 
 
 def evaluate(quality: GoldQuality) -> list[Outcome]:
@@ -57,6 +96,27 @@ def evaluate(quality: GoldQuality) -> list[Outcome]:
             ONE_ROW_PER_KEY, quality.duplicate_keys == 0, {"duplicate_keys": quality.duplicate_keys}
         ),
     ]
+
+
+def evaluate_reconciliation(quality: GoldQuality, largest: Sequence[Mapping[str, Any]]) -> Outcome:
+    """flows_reconcile from the month's counts and its largest residuals beyond the tolerance
+    (largest |residuo_conciliacao| first); pure, so the check is testable without Spark."""
+    checked, over = quality.reconciled, quality.over_tolerance
+    return Outcome(
+        FLOWS_RECONCILE,
+        over == 0,
+        {
+            "fund_months_checked": checked,
+            "fund_months_over_tolerance": over,
+            "share_over_tolerance": over / checked if checked else 0.0,
+            "fund_months_not_reconcilable": quality.not_reconcilable,
+            "tolerance": TOLERANCE,
+            "largest_residuals": markdown_table(
+                [{**r, "residuo_pct_pl": percent(r["residuo_pct_pl"])} for r in largest],
+                RESIDUAL_COLUMNS,
+            ),
+        },
+    )
 
 
 @asset(
@@ -74,7 +134,9 @@ def evaluate(quality: GoldQuality) -> list[Outcome]:
     },
     description=(
         "One row per fund (class or subclass) and month: inflows, outflows, net flow, average"
-        " net assets, quota return, holders, outflow-risk flags. Sums are exact DECIMALs."
+        " net assets, quota return, holders, outflow-risk flags, and the flow reconciliation"
+        " (return earned and the residual that neither return nor flows explain). Sums are"
+        " exact DECIMALs."
     ),
 )
 def gold_kpis(
@@ -114,7 +176,12 @@ class GoldKpis(MonthlyAsset):
         gold = kpis(source, sources, PIPELINE_VERSION, now_utc()).persist()
         try:
             quality = gold_quality(gold, silver_totals(source), months)
-            outcomes = {m: evaluate(quality[m]) for m in months}
+            over = any(quality[m].over_tolerance for m in months)  # else spare the job
+            largest = largest_residuals(gold, RESIDUAL_COLUMNS, LARGEST) if over else {}
+            outcomes = {
+                m: [*evaluate(quality[m]), evaluate_reconciliation(quality[m], largest.get(m, []))]
+                for m in months
+            }
 
             def write(passed: Sequence[Plan]) -> dict[Month, Written]:
                 done = [p.month for p in passed]

@@ -3,7 +3,9 @@
 Volume matters as much as format (the pipeline is designed for 1.5 M rows a month), so values
 are drawn with numpy for all funds and days at once and the lines are printed in bulk with one
 `%` format per chunk of rows. Money and quotas are kept as integers (cents, 1e-8 of a quota)
-and printed from them, so every value has exactly the decimals CVM prints.
+and printed from them, so every value has exactly the decimals CVM prints. A fund's net assets
+follow its printed quota and its flows to the cent, so its flows reconcile as a real fund's do
+(gold's residuo_conciliacao is 0.00; dirt and restatements break that, as they would).
 
 Measured on the 2-core development machine (Python 3.11, numpy 2.4, other jobs running):
 MonthSpec(2025, 1, "c", n_funds=70_000) gives 1,478,578 rows (22 business days, 133 MB of CSV)
@@ -283,6 +285,11 @@ def _cnpj_strings(bases: np.ndarray) -> np.ndarray:
     return np.array([format_cnpj(f"{v:014d}") for v in full.tolist()], dtype=object)
 
 
+def _half_up(values: np.ndarray) -> np.ndarray:
+    """Rounded to integers with halves away from zero, as Spark's ROUND and CVM's cents."""
+    return np.sign(values) * np.floor(np.abs(values) + 0.5)
+
+
 def _check_digit(total: int) -> int:
     rest = total % 11
     return 0 if rest < 2 else 11 - rest
@@ -313,27 +320,36 @@ def _clean_body(spec: MonthSpec, funds: _Funds) -> str:
 
     returns = rng.normal(funds.drift[:, None], funds.vol[:, None], (n, d))
     quota = np.clip(funds.quota0[:, None] * np.cumprod(1.0 + returns, axis=1), 1.0, 10_000.0)
+    quota_e8 = np.rint(quota * 1e8)  # as printed
     inflow_share = np.where(rng.random((n, d)) < funds.flow_prob[:, None], 0.03, 0.0)
     inflow_share *= rng.random((n, d))
     outflow_share = np.where(rng.random((n, d)) < funds.flow_prob[:, None], 0.03, 0.0)
     outflow_share *= rng.random((n, d))
+    # Money in cents (integers held exactly by float64 below 2**53).
     inflow = np.empty((n, d))
     outflow = np.empty((n, d))
     pl = np.empty((n, d))
-    previous = funds.pl0
+    previous = np.rint(funds.pl0 * 100)
     for t in range(d):
-        inflow[:, t] = np.round(previous * inflow_share[:, t], 2)
-        outflow[:, t] = np.round(previous * outflow_share[:, t], 2)
-        previous = previous * (1.0 + returns[:, t]) + inflow[:, t] - outflow[:, t]
+        inflow[:, t] = np.rint(previous * inflow_share[:, t])
+        outflow[:, t] = np.rint(previous * outflow_share[:, t])
+        # Net assets move by the return the previous day's earned at the printed quotas' return,
+        # half-up to the cent, and by the day's flows: the rows reconcile (docs/analytics.md).
+        if t == 0:
+            earned = previous * returns[:, 0]
+        else:
+            earned = previous * (quota_e8[:, t] - quota_e8[:, t - 1]) / quota_e8[:, t - 1]
+        previous = previous + _half_up(earned) + inflow[:, t] - outflow[:, t]
         pl[:, t] = previous
-    total = pl * (1.0 + funds.total_gap[:, None] + rng.normal(0.0, 0.0005, (n, d)))
+    total = pl / 100 * (1.0 + funds.total_gap[:, None] + rng.normal(0.0, 0.0005, (n, d)))
     holders = funds.holders0[:, None] + np.cumsum(
         np.rint(rng.normal(0.0, 1.0, (n, d)) * 0.002 * funds.holders0[:, None]), axis=1
     )
 
     keep = reported.ravel()
-    cents = [np.rint(a.ravel()[keep] * 100).astype(np.int64) for a in (total, pl, inflow, outflow)]
-    quota_e8 = np.rint(quota.ravel()[keep] * 1e8).astype(np.int64)
+    cents = [np.rint(total.ravel()[keep] * 100).astype(np.int64)]
+    cents += [a.ravel()[keep].astype(np.int64) for a in (pl, inflow, outflow)]
+    quota_e8 = quota_e8.ravel()[keep].astype(np.int64)
     numbers = np.column_stack(
         [
             cents[0] // 100,

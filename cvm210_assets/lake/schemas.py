@@ -21,7 +21,8 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from cvm210_assets.lake.table_catalog import PARES_MINIMO, PARTITION_COLUMNS
+from cvm210_assets.gold_rules import PARES_MINIMO
+from cvm210_assets.lake.table_catalog import PARTITION_COLUMNS
 
 MONEY = DecimalType(17, 2)
 QUOTA = DecimalType(27, 12)
@@ -226,6 +227,26 @@ GOLD = _schema(
         "The event's other key (contraparte): its CNPJ; NULL when the data cannot tell",
     ),
     ("contraparte_id_subclasse", StringType(), "The other key's subclass id; NULL for a class"),
+    (
+        "rendimento",
+        MONEY_SUM,
+        "Return earned (rendimento): Σ over the month's reports after its first of the previous"
+        " report's vl_patrim_liq × (vl_quota / previous vl_quota − 1), each rounded half-up to"
+        " the cent, R$; NULL with one report or a quota missing or ≤ 0 (docs/analytics.md)",
+    ),
+    (
+        "residuo_conciliacao",
+        MONEY_SUM,
+        "Flow reconciliation residual (resíduo): Σ over the same days of vl_patrim_liq −"
+        " previous vl_patrim_liq − the day's return − (captc_dia − resg_dia), R$; 0 when net"
+        " assets move only by return and flows, NULL when rendimento is",
+    ),
+    (
+        "residuo_pct_pl",
+        DoubleType(),
+        "residuo_conciliacao / patrimonio_medio: beyond ±1 % (or R$ 1.00) the month's flows do"
+        " not reconcile (check flows_reconcile)",
+    ),
     ("arquivo_origem", StringType(), "CSV the month's silver was last synchronized to"),
     ("arquivo_sha256", StringType(), "sha256 of that CSV"),
     ("versao_pipeline", StringType(), "Pipeline version that computed the row"),

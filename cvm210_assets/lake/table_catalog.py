@@ -80,16 +80,13 @@ BREAKDOWNS_TABLE = LakeTable(
     cluster_by=("escopo", "dimensao", "valor"),
 )
 # Each fund-month's standing among its class and its manager's funds, beside the breakdowns:
-# per registry column of PEER_GROUPS, its columns pares_<g>, posicao_<g> and percentil_<g>.
+# per registry column of gold_rules.PEER_GROUPS: pares_<g>, posicao_<g> and percentil_<g>.
 PARES_TABLE = LakeTable(
     name="gold_pares",
     asset="gold_breakdowns",
     view="gold_pares",
     cluster_by=("cnpj_fundo", "id_subclasse"),
 )
-PEER_GROUPS = ("classe", "gestor")
-# Below this many funds a group has no percentiles: a lone fund would be its class's worst.
-PARES_MINIMO = 10
 ALERTS_TABLE = LakeTable(
     name="outflow_alerts",
     asset="outflow_alerts",

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from cvm210_assets.gold_rules import PEER_GROUPS
 from cvm210_assets.lake.table_catalog import (
     GOLD_FUNDOS_VIEW,
     GOLD_TABLE,
     LAKE_TABLES,
     PARES_TABLE,
-    PEER_GROUPS,
     REGISTRY_TABLE,
     SILVER_TABLE,
     LakeTable,

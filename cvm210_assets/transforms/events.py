@@ -15,14 +15,13 @@ from decimal import Decimal
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from cvm210_assets.gold_rules import SUCESSAO, TRANSFERENCIA
 from cvm210_assets.lake.schemas import MONEY
 
 # Gold's fingerprint holds this: bump it when a rule or a tolerance changes, and gold's months
 # (and what reads them) are recomputed, not bronze's or silver's.
 REGRAS_EVENTOS = "1"
 
-TRANSFERENCIA = "transferencia"
-SUCESSAO = "sucessao"
 
 # A day's redemption is a transfer candidate when it takes at least half the key's net assets
 # before it (vl_patrim_liq + resg_dia: the day's PL is reported after the redemption). Ordinary

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from decimal import Decimal
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
 
+from cvm210_assets.gold_rules import TOLERANCIA_MINIMA, TOLERANCIA_PCT_PL
 from cvm210_assets.lake.schemas import (
     GOLD,
     GOLD_KEY,
     MONEY,
     MONEY_SUM,
+    QUOTA,
     in_schema,
     literal_frame,
 )
@@ -41,6 +44,74 @@ def month_sources(spark: SparkSession, sources: Mapping[Month, tuple[str, str]])
     return literal_frame(spark, rows, _SOURCES)
 
 
+def _quota_units(quota: Column) -> Column:
+    """A quota in units of 10⁻¹² as an integral DECIMAL(27,0), exactly: two ×10⁶ steps keep
+    every intermediate type within 38 digits, so Spark adjusts none (whatever
+    spark.sql.decimalOperations.allowPrecisionLoss says) and nothing can overflow."""
+    million = F.lit(1_000_000).cast("decimal(7,0)")
+    return ((quota.cast(QUOTA) * million).cast("decimal(27,6)") * million).cast("decimal(27,0)")
+
+
+def _return_of_the_day(pl_anterior: Column, cota_anterior: Column, cota: Column) -> Column:
+    """pl_anterior × (cota / cota_anterior − 1) rounded half-up to the cent, exactly: Spark's
+    decimal division keeps 6 to 10 decimals of a quota ratio (not enough for a large fund's
+    cents), so the quotient is taken in integers (cents × quota units), its remainder exact
+    and its quotient through DOUBLE corrected once. NULL when a quota is missing or not
+    positive, when pl_anterior × |Δcota| reaches R$ 10²⁴ (an absurd quota: 38 digits) or the
+    return R$ 10²⁵ (DECIMAL(27,2))."""
+    cents = (pl_anterior * 100).cast("decimal(17,0)")
+    divisor = F.when(cota_anterior > 0, _quota_units(cota_anterior))  # never divides by 0
+    dividend = F.try_multiply(cents, _quota_units(cota) - divisor)  # (38,0); NULL past 38 digits
+    remainder = dividend % divisor  # exact, with the dividend's sign
+    multiple = dividend - remainder  # an exact multiple of the divisor
+
+    def quotient(value: Column) -> Column:  # nearest integer; exact below 2⁵² in size
+        return F.round(value.cast("double") / divisor.cast("double")).try_cast("decimal(38,0)")
+
+    first = quotient(multiple)
+    truncated = first + quotient(multiple - F.try_multiply(first, divisor))
+    away = F.when(dividend > 0, 1).otherwise(-1)
+    rounded = truncated + F.when(F.abs(remainder) * 2 >= divisor, away).otherwise(0)
+    reais = (rounded.try_cast("decimal(27,0)") * F.lit(Decimal("0.01"))).cast(MONEY_SUM)
+    return F.when((cota_anterior > 0) & (cota > 0), reais)
+
+
+def daily_reconciliation(silver: DataFrame) -> DataFrame:
+    """silver's rows with the daily step of the flow reconciliation (docs/analytics.md) against
+    the key's previous report of the month: `tem_anterior`, `rendimento_dia` (the return the
+    previous day's net assets earned at the quota's return) and `residuo_dia` (what neither
+    that return nor the day's flows explain). Partitioned like gold's groupBy, so the two
+    share one shuffle."""
+    previous = Window.partitionBy(*GOLD_KEY).orderBy("dt_comptc")
+    zero = F.lit(0).cast(MONEY)
+    days = silver.withColumns(
+        {
+            "_pl_anterior": F.lag("vl_patrim_liq").over(previous),
+            "_cota_anterior": F.lag("vl_quota").over(previous),
+        }
+    )
+    rendimento = _return_of_the_day(
+        F.col("_pl_anterior"), F.col("_cota_anterior"), F.col("vl_quota")
+    )
+    fluxo = F.coalesce(F.col("captc_dia"), zero) - F.coalesce(F.col("resg_dia"), zero)
+    residuo = F.col("vl_patrim_liq") - F.col("_pl_anterior") - F.col("rendimento_dia") - fluxo
+    return (
+        days.withColumns(
+            {"tem_anterior": F.col("_pl_anterior").isNotNull(), "rendimento_dia": rendimento}
+        )
+        .withColumn("residuo_dia", residuo)
+        .drop("_pl_anterior", "_cota_anterior")
+    )
+
+
+def _month_of_days(day: str) -> Column:
+    """Σ of a daily reconciliation column over the month's reports after its first; NULL when
+    the month has one report or a day's value is NULL (the month cannot be reconciled)."""
+    pairs = F.count_if("tem_anterior")
+    unknown = F.count_if(F.col("tem_anterior") & F.col(day).isNull())
+    return F.when((pairs > 0) & (unknown == 0), F.sum(day)).try_cast(MONEY_SUM)
+
+
 def kpis(
     silver: DataFrame, sources: DataFrame, pipeline_version: str, processed_at: dt.datetime
 ) -> DataFrame:
@@ -51,7 +122,8 @@ def kpis(
     resgate = F.coalesce(F.col("resg_dia"), zero)
     # The first and the last report of the month, each as one struct ordered by its date.
     day = F.struct("dt_comptc", "vl_patrim_liq", "vl_quota", "nr_cotst", "tp_fundo")
-    monthly = silver.groupBy(*GOLD_KEY).agg(
+    days = daily_reconciliation(silver)
+    monthly = days.groupBy(*GOLD_KEY).agg(
         # Silver's key is unique (a blocking check), so a row is a distinct dt_comptc.
         F.count("dt_comptc").alias("dias_com_informe"),
         F.sum(captacao).alias("total_captacao"),
@@ -62,6 +134,8 @@ def kpis(
         F.min(day).alias("_first"),
         F.max(day).alias("_last"),
         F.count_if(captacao - resgate < 0).alias("dias_fluxo_negativo"),
+        _month_of_days("rendimento_dia").alias("rendimento"),
+        _month_of_days("residuo_dia").alias("residuo_conciliacao"),
     )
     fluxo = (F.col("total_captacao") - F.col("total_resgate")).cast(MONEY_SUM)
     ends = monthly.select(
@@ -81,8 +155,18 @@ def kpis(
         "taxa_resgate": _ratio(F.col("total_resgate"), F.col("patrimonio_medio")),
         "fluxo_liquido_pct_pl": _ratio(fluxo, F.col("patrimonio_medio")),
         "em_risco": fluxo < 0,
+        "residuo_pct_pl": _ratio(F.col("residuo_conciliacao"), F.col("patrimonio_medio")),
         "versao_pipeline": F.lit(pipeline_version),
         "dh_processamento": F.lit(processed_at),
     }
     ends = with_events(ends, silver)
     return in_schema(ends.join(F.broadcast(sources), ["ano", "mes"]), GOLD, derived)
+
+
+def fora_da_tolerancia() -> Column:
+    """Over a gold row: its flows do not reconcile within the tolerance (docs/analytics.md),
+    |residuo_conciliacao| > max(1 % of patrimonio_medio, R$ 1.00); NULL without a residual."""
+    limite = F.greatest(
+        F.col("patrimonio_medio") * F.lit(TOLERANCIA_PCT_PL), F.lit(TOLERANCIA_MINIMA)
+    )
+    return F.abs(F.col("residuo_conciliacao")) > limite

@@ -23,8 +23,8 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from cvm210_assets.gold_rules import PARES_MINIMO, PEER_GROUPS
 from cvm210_assets.lake.schemas import GOLD_PARES, in_schema
-from cvm210_assets.lake.table_catalog import PARES_MINIMO, PEER_GROUPS
 from cvm210_assets.transforms.breakdowns import attribute
 
 RATIO = "fluxo_liquido_pct_pl"

@@ -10,13 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cvm210_assets.lake.schemas import GOLD_KEY, PARTITION_COLUMNS, SILVER_KEY
+from cvm210_assets.lake.spark_tables import first_rows_by_month
 from cvm210_assets.partitions import Month
+from cvm210_assets.transforms.gold import fora_da_tolerancia
 
 _CNPJ_WEIGHTS_1 = (5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2)
 _CNPJ_WEIGHTS_2 = (6, *_CNPJ_WEIGHTS_1)
@@ -114,6 +117,11 @@ class GoldQuality:
     gold_totals: tuple  # Σ total_captacao, Σ total_resgate, Σ fluxo_liquido, Σ dias_com_informe
     silver_totals: tuple
     funds_in_net_outflow: int = 0  # for the metadata, measured in the same pass
+    # The flow reconciliation, in the same pass: fund-months with a residual, those beyond the
+    # tolerance, and those with two reports or more without one (a quota missing, ≤ 0 or absurd).
+    reconciled: int = 0
+    over_tolerance: int = 0
+    not_reconcilable: int = 0
 
     @property
     def net_flow(self) -> Decimal:
@@ -154,6 +162,9 @@ def gold_quality(
             F.count_if("em_risco"),
             *(F.sum(c) for c in ("total_captacao", "total_resgate", "fluxo_liquido")),
             F.sum("dias_com_informe").cast("long"),
+            F.count("residuo_conciliacao"),
+            F.count_if(fora_da_tolerancia()),
+            F.count_if(F.col("residuo_conciliacao").isNull() & (F.col("dias_com_informe") > 1)),
         )
         .collect()
     }
@@ -164,11 +175,26 @@ def gold_quality(
         measures[month] = GoldQuality(
             rows=row[2] if row else 0,
             duplicate_keys=row[2] - row[3] if row else 0,
-            gold_totals=_zero_if_none(tuple(row[5:])) if row else none,
+            gold_totals=_zero_if_none(tuple(row[5:9])) if row else none,
             silver_totals=_zero_if_none(silver.get(month, none)),
             funds_in_net_outflow=row[4] if row else 0,
+            reconciled=row[9] if row else 0,
+            over_tolerance=row[10] if row else 0,
+            not_reconcilable=row[11] if row else 0,
         )
     return measures
+
+
+def largest_residuals(
+    gold: DataFrame, columns: Sequence[str], n: int
+) -> dict[Month, list[dict[str, Any]]]:
+    """Each month's `n` fund-months beyond the reconciliation's tolerance with the largest
+    |residuo_conciliacao| (R$: what weighs on the market's flows), as `columns`."""
+    return first_rows_by_month(
+        gold.where(fora_da_tolerancia()).select(*columns, *PARTITION_COLUMNS),
+        n,
+        [F.abs("residuo_conciliacao").desc(), "cnpj_fundo", "id_subclasse"],
+    )
 
 
 def _zero_if_none(values: tuple) -> tuple:
