@@ -85,6 +85,22 @@ def _sides(pairs: DataFrame, evento: str) -> DataFrame:
     return out.unionByName(into).withColumn("evento", F.lit(evento))
 
 
+def _pair(dia: Column, valor: Column, recebido: Column) -> list[Column]:
+    """A matched pair of keys `o` (outgoing) and `i` (incoming) as `_best` and `_sides` read it:
+    the day, the amount that left and how far the amount received is from it."""
+    return [
+        F.col("o.cnpj_fundo").alias("o_cnpj"),
+        F.col("o.id_subclasse").alias("o_sub"),
+        dia.alias("o_dia"),
+        F.col("i.cnpj_fundo").alias("i_cnpj"),
+        F.col("i.id_subclasse").alias("i_sub"),
+        F.col("o.ano").alias("ano"),
+        F.col("o.mes").alias("mes"),
+        valor.alias("valor"),
+        F.abs(recebido - valor).alias("diferenca"),
+    ]
+
+
 def _transfers(rows: DataFrame) -> DataFrame:
     """`transferencia`: a redemption of most of a key's PL matched, the same day, by another
     key's inflow of the same amount."""
@@ -105,17 +121,7 @@ def _transfers(rows: DataFrame) -> DataFrame:
             & _close(F.col("i.captc_dia"), F.col("o.valor"), TOLERANCIA_VALOR)
             & _other_key("o", "i"),
         )
-        .select(
-            F.col("o.cnpj_fundo").alias("o_cnpj"),
-            F.col("o.id_subclasse").alias("o_sub"),
-            F.col("o.dt_comptc").alias("o_dia"),
-            F.col("i.cnpj_fundo").alias("i_cnpj"),
-            F.col("i.id_subclasse").alias("i_sub"),
-            "o.ano",
-            "o.mes",
-            "o.valor",
-            F.abs(F.col("i.captc_dia") - F.col("o.valor")).alias("diferenca"),
-        )
+        .select(*_pair(F.col("o.dt_comptc"), F.col("o.valor"), F.col("i.captc_dia")))
     )
     return _sides(_best(pairs), TRANSFERENCIA)
 
@@ -157,17 +163,7 @@ def _successions(rows: DataFrame) -> DataFrame:
         & _close(F.col("i.ini.vl_patrim_liq"), F.col("o.fim.vl_patrim_liq"), TOLERANCIA_SUCESSAO)
         & _close(F.col("i.ini.vl_quota"), F.col("o.fim.vl_quota"), TOLERANCIA_SUCESSAO)
         & _other_key("o", "i"),
-    ).select(
-        F.col("o.cnpj_fundo").alias("o_cnpj"),
-        F.col("o.id_subclasse").alias("o_sub"),
-        F.col("o.dia").alias("o_dia"),
-        F.col("i.cnpj_fundo").alias("i_cnpj"),
-        F.col("i.id_subclasse").alias("i_sub"),
-        "o.ano",
-        "o.mes",
-        F.col("o.fim.vl_patrim_liq").alias("valor"),
-        F.abs(F.col("i.ini.vl_patrim_liq") - F.col("o.fim.vl_patrim_liq")).alias("diferenca"),
-    )
+    ).select(*_pair(F.col("o.dia"), F.col("o.fim.vl_patrim_liq"), F.col("i.ini.vl_patrim_liq")))
     return _sides(_best(pairs), SUCESSAO)
 
 
