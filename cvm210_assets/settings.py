@@ -73,6 +73,17 @@ def secret(name: str) -> str:
     return os.environ.get(name, "")
 
 
+def _whole_number(
+    env: Mapping[str, str], var: str, default: int, minimum: int, expected: str
+) -> int:
+    """`var` as a whole number of at least `minimum` (`default` when unset or empty); its error
+    names the variable and says what was `expected`."""
+    text = env.get(var) or str(default)
+    if not text.isdigit() or int(text) < minimum:
+        raise ValueError(f"{var}={text!r}: expected {expected}")
+    return int(text)
+
+
 @dataclass(frozen=True)
 class AlertSettings:
     """Outflow alerts (docs/alerts.md): the rules, the watchlist and e-mail delivery.
@@ -93,14 +104,11 @@ class AlertSettings:
             raise ValueError(
                 f"CVM210_SMTP_SECURITY={security!r}: expected one of {', '.join(SMTP_SECURITY)}"
             )
-        port = env.get("CVM210_SMTP_PORT") or "587"
-        if not port.isdigit():
-            raise ValueError(f"CVM210_SMTP_PORT={port!r}: expected a port number")
         return cls(
             rules_file=env.get("CVM210_ALERT_RULES") or None,
             watchlist_file=env.get("CVM210_ALERTS_WATCHLIST") or None,
             smtp_host=env.get("CVM210_SMTP_HOST") or None,
-            smtp_port=int(port),
+            smtp_port=_whole_number(env, "CVM210_SMTP_PORT", 587, 0, "a port number"),
             smtp_security=security,
             smtp_user=env.get("CVM210_SMTP_USER") or None,
             sender=env.get("CVM210_ALERTS_FROM") or "cvm210@localhost",
@@ -140,30 +148,31 @@ class AutomationSettings:
                 f"CVM210_SCHEDULE_TIMEZONE={timezone!r}: not an IANA time zone"
                 " (e.g. America/Sao_Paulo)"
             ) from error
-        requests = env.get("CVM210_SENSOR_MAX_REQUESTS") or str(defaults.sensor_max_requests)
-        if not requests.isdigit() or int(requests) < 2:
-            raise ValueError(
-                f"CVM210_SENSOR_MAX_REQUESTS={requests!r}: expected >= 2 (a month in a yearly"
-                " archive takes two requests)"
-            )
-        days = env.get("CVM210_FRESHNESS_BUSINESS_DAYS") or str(defaults.freshness_business_days)
-        if not days.isdigit() or int(days) < 1:
-            raise ValueError(
-                f"CVM210_FRESHNESS_BUSINESS_DAYS={days!r}: expected a whole number >= 1"
-            )
-        keep = env.get("CVM210_TIME_TRAVEL_DAYS") or str(defaults.time_travel_days)
-        if not keep.isdigit() or int(keep) < MIN_TIME_TRAVEL.days:
-            raise ValueError(
-                f"CVM210_TIME_TRAVEL_DAYS={keep!r}: expected a whole number of days >="
-                f" {MIN_TIME_TRAVEL.days}"
-            )
         return cls(
             schedule_cron=env.get("CVM210_SCHEDULE_CRON") or defaults.schedule_cron,
             schedule_timezone=timezone,
-            sensor_max_requests=int(requests),
-            freshness_business_days=int(days),
+            sensor_max_requests=_whole_number(
+                env,
+                "CVM210_SENSOR_MAX_REQUESTS",
+                defaults.sensor_max_requests,
+                2,
+                ">= 2 (a month in a yearly archive takes two requests)",
+            ),
+            freshness_business_days=_whole_number(
+                env,
+                "CVM210_FRESHNESS_BUSINESS_DAYS",
+                defaults.freshness_business_days,
+                1,
+                "a whole number >= 1",
+            ),
             maintenance_cron=env.get("CVM210_MAINTENANCE_CRON") or defaults.maintenance_cron,
-            time_travel_days=int(keep),
+            time_travel_days=_whole_number(
+                env,
+                "CVM210_TIME_TRAVEL_DAYS",
+                defaults.time_travel_days,
+                MIN_TIME_TRAVEL.days,
+                f"a whole number of days >= {MIN_TIME_TRAVEL.days}",
+            ),
         )
 
 
