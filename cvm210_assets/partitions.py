@@ -52,6 +52,10 @@ class Month:
         index = self.ano * 12 + self.mes - 1 + months
         return Month(index // 12, index % 12 + 1)
 
+    def window(self, months: int) -> list[Month]:
+        """The `months` months ending in this one, oldest first."""
+        return [self.shift(-k) for k in range(months - 1, -1, -1)]
+
     @property
     def key(self) -> str:
         return f"{self.ano:04d}-{self.mes:02d}"

@@ -5,8 +5,6 @@ deliveries read them back and send what the delivery log does not have yet, so a
 failed is simply due again on the next run.
 """
 
-import hashlib
-import json
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -43,6 +41,7 @@ from cvm210_assets.alerts.messages import (
 from cvm210_assets.assets.breakdowns import BREAKDOWNS_ASSET
 from cvm210_assets.assets.common import (
     MonthResult,
+    digest,
     fingerprint,
     markdown_table,
     materialize_months,
@@ -144,7 +143,7 @@ class OutflowAlerts(MonthlyAsset):
         """The months the peer rule reads, oldest first; none while the rule is off."""
         if self.rules.peer_percentile is None:
             return []
-        return [month.shift(-k) for k in range(self.rules.peer_percentile_months - 1, -1, -1)]
+        return month.window(self.rules.peer_percentile_months)
 
     def _peers_wanted(self, lake: Lake, month: Month) -> dict[str, str]:
         """The gold_pares version of each of the rule's months (None: not written yet), so a
@@ -154,8 +153,7 @@ class OutflowAlerts(MonthlyAsset):
             return {}
         records = {m.key: lake.state.get(BREAKDOWNS_ASSET, m) for m in months}
         versions = {k: r.get("pares_delta_version") if r else None for k, r in records.items()}
-        digest = hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()
-        return {"gold_pares_sha256": digest}
+        return {"gold_pares_sha256": digest(versions)}
 
     def unchanged_metadata(self, previous: Mapping[str, Any]) -> dict[str, Any]:
         return {f"alerts_{rule}": previous["by_rule"].get(rule, 0) for rule in RULES}

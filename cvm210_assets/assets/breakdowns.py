@@ -1,7 +1,5 @@
 """gold_breakdowns: the month's flows and organic growth by class, manager and administrator."""
 
-import hashlib
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -24,6 +22,7 @@ from cvm210_assets.assets.catalog import percent
 from cvm210_assets.assets.common import (
     Check,
     Outcome,
+    digest,
     fingerprint,
     markdown_table,
     now_utc,
@@ -147,7 +146,7 @@ class GoldBreakdowns(MonthlyAsset):
         gold, which the judge reads, and the peers' minimum, part of gold_pares: a month written
         before gold_pares existed (its record has no such key) is redone once to write it."""
         state = lake.state
-        window = [month.shift(-k) for k in range(WINDOW_MONTHS - 1, -1, -1)]
+        window = month.window(WINDOW_MONTHS)
         records = {m: state.get(GOLD_ASSET, m) for m in window}
         registry = state.get(REGISTRY_ASSET)
         inputs = {
@@ -156,9 +155,12 @@ class GoldBreakdowns(MonthlyAsset):
             },
             "registry": registry["delta_version"] if registry else None,
         }
-        digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
         present = ", ".join(m.key for m in window if records[m])
-        return {**fingerprint(digest), GOLD_MONTHS: present, "pares_minimo": str(PARES_MINIMO)}
+        return {
+            **fingerprint(digest(inputs)),
+            GOLD_MONTHS: present,
+            "pares_minimo": str(PARES_MINIMO),
+        }
 
     @contextmanager
     def judge(self, work: Work, plans: Sequence[Plan]) -> Iterator[Judged]:

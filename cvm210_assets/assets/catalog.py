@@ -21,7 +21,7 @@ def recorded_net_flow(
 ) -> list[tuple[str, Decimal]]:
     """(YYYY-MM, Σ fluxo_liquido) of the `months` ending in `month` that `table` holds, in time
     order, from its state records: no table read on every materialization."""
-    window = [month.shift(-k) for k in range(months - 1, -1, -1)]
+    window = month.window(months)
     records = {m: state.get(table, m) for m in window}
     return [
         (m.key, Decimal(r["net_flow_total"]))

@@ -1,6 +1,8 @@
 """What the assets share: the month of a run, skip-if-unchanged, checks, metadata helpers."""
 
 import datetime as dt
+import hashlib
+import json
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +57,12 @@ def now_utc() -> dt.datetime:
 def fingerprint(source_sha256: str) -> dict[str, str]:
     """What an output depends on: the source CSV and the code that transformed it."""
     return {"source_sha256": source_sha256, "versao_pipeline": PIPELINE_VERSION}
+
+
+def digest(inputs: Any) -> str:
+    """sha256 of JSON-able inputs, whatever their key order: a fingerprint field for inputs
+    that are not one file (several tables' versions)."""
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
 def is_current(previous: Mapping[str, Any] | None, wanted: Mapping[str, str]) -> bool:
