@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,9 @@ from cvm210_assets.partitions import Month, monthly_partitions
 from cvm210_assets.settings import Settings
 from cvm210_assets_tests.expectations import assert_gold, assert_rejects, assert_silver
 from cvm210_assets_tests.reference import expected_month
+
+# A test stuck for 10 minutes stops the run with its stacks (stuck_tests.py).
+pytest_plugins = ["cvm210_assets_tests.stuck_tests"]
 
 # moto's S3 takes any key pair. The secret is planted: test_secrets looks for it everywhere.
 S3_SECRET_PLANTED = "planted-SECRET-7f3c9a1e"
@@ -70,7 +73,10 @@ def spark():
 
     from cvm210_assets.resources import session_jars, spark_config
 
-    settings = settings_for("unused", "unused")
+    # A run's session lives for one run; this one for 550 tests, with what Spark keeps of
+    # each (broadcasts until its cleaner runs, caches): in 2 GB it spent the last tests
+    # collecting garbage more than working, and once stuck there.
+    settings = replace(settings_for("unused", "unused"), spark_driver_memory="3g")
     # Delta Lake's jars, and s3a's for the tests whose lake is on moto's S3.
     conf = spark_config(settings) | session_jars(settings.jar_cache, ("delta", "s3"))
     # s3:// through s3a, as an s3:// lake's own session has it (resources.s3a_config); each S3
@@ -94,6 +100,19 @@ def spark():
                 os.environ[name] = value
     yield session
     session.stop()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _forget_earlier_modules_tables() -> Iterator[None]:
+    """Delta Lake's cache keeps a snapshot, with its plans, of every table the session has
+    read; each test's lake is its own, so after a module its tables are only weight on the
+    shared session's 2 GB (a run's session reads ten tables, the test session hundreds)."""
+    yield
+    from pyspark import SparkContext
+
+    context = SparkContext._active_spark_context
+    if context is not None:
+        context._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()
 
 
 @pytest.fixture
