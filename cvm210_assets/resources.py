@@ -174,7 +174,19 @@ def spark_config(settings: Settings) -> dict[str, Any]:
         "spark.default.parallelism": str(settings.spark_shuffle_partitions),
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
+        # Without a UI to show them, Spark still keeps its last 1000 queries' plans and
+        # metrics, and their jobs' and stages': a range run's thousands of queries would hold
+        # a gigabyte of a 2 GB driver (and GC it over and over) for nobody.
+        **RETAINED_HISTORY,
     }
+
+
+# How much of its past queries' plans, jobs and stages a local session keeps in memory.
+RETAINED_HISTORY = {
+    "spark.sql.ui.retainedExecutions": "20",
+    "spark.ui.retainedJobs": "50",
+    "spark.ui.retainedStages": "50",
+}
 
 
 def s3a_config(settings: Settings) -> dict[str, str]:
