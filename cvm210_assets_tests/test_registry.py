@@ -455,6 +455,15 @@ def test_fund_registry_from_the_fake_cvm_kept_by_version_and_skipped_when_unchan
         c.name: check_status(pipeline.instance, "fund_registry", c.name) for c in CHECKS
     } == shown
 
+    # A table written before its newest columns (its record does not name them) is rewritten
+    # from the kept files, though CVM's are unchanged.
+    record = json.loads(storage.read_bytes("_state/fund_registry/latest.json"))
+    del record["colunas"]
+    storage.write_bytes("_state/fund_registry/latest.json", json.dumps(record).encode())
+    assert materialization_metadata(run(), "fund_registry")["cvm210/unchanged"] is False
+    assert pipeline.tables.version("fund_registry") == version + 1
+    version += 1
+
     # CVM changes its registry: a new version is kept and the table replaced in one commit.
     changed = registry_files([csv], seed=4)
     fake_cvm.publish_registry(changed)

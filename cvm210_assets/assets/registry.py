@@ -173,6 +173,9 @@ def fund_registry(
             "registry_sha256": zipped.sha256,
             "cad_fi_sha256": cad.sha256,
             "versao_pipeline": PIPELINE_VERSION,
+            # A table written before a column was added is rewritten from the kept files on
+            # the next run, even when CVM's files are unchanged.
+            "colunas": ",".join(FUND_REGISTRY.fieldNames()),
         }
         sources = {
             "registry_url": MetadataValue.url(zipped.url),
