@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 
 from cvm210_assets.gold_rules import (
+    ENCERRAMENTO,
     PARES_MINIMO,
     PEER_GROUPS,
     SUCESSAO,
@@ -27,6 +28,7 @@ from cvm210_assets.gold_rules import (
 )
 from cvm210_assets.lake.table_catalog import (
     ALERTS_TABLE,
+    GOLD_FUNDOS_VIEW,
     GOLD_TABLE,
     PARES_TABLE,
     REGISTRY_TABLE,
@@ -36,7 +38,11 @@ from cvm210_assets.partitions import Month
 from cvm210_assets.sql.duckdb_engine import connect, run
 
 TOP = 20
-EVENT_WORDS = {TRANSFERENCIA: "transfer (transferência)", SUCESSAO: "succession (sucessão)"}
+EVENT_WORDS = {
+    TRANSFERENCIA: "transfer (transferência)",
+    SUCESSAO: "succession (sucessão)",
+    ENCERRAMENTO: "liquidation (encerramento)",
+}
 
 
 # The tables the report reads, by the names `cvm210 sql` registers them under.
@@ -112,11 +118,17 @@ def report_data(tables: DeltaRsTables, month: Month) -> dict[str, Any]:
     outflows = [dict(zip(columns, r, strict=True)) for r in rows]
     events: list[dict[str, Any]] = []
     if "evento" in _columns(con, GOLD):  # a gold written before events has none
+        # With the registry, gold_fundos adds its event (encerramento) to gold's.
+        source, evento = (
+            (GOLD_FUNDOS_VIEW.sql_name, "coalesce(g.evento, g.evento_registro)")
+            if REGISTRY in views
+            else (GOLD, "g.evento")
+        )
         columns, rows = run(
             con,
-            f"SELECT g.cnpj_fundo, g.id_subclasse, {names}, g.evento, g.contraparte_cnpj,"
-            " g.contraparte_id_subclasse, g.fluxo_liquido"
-            f" FROM {GOLD} g{joins} WHERE {where} AND g.evento IS NOT NULL"
+            f"SELECT g.cnpj_fundo, g.id_subclasse, {names}, {evento} AS evento,"
+            " g.contraparte_cnpj, g.contraparte_id_subclasse, g.fluxo_liquido"
+            f" FROM {source} g{joins} WHERE {where} AND {evento} IS NOT NULL"
             " ORDER BY g.fluxo_liquido, g.cnpj_fundo, g.id_subclasse",
         )
         events = [dict(zip(columns, r, strict=True)) for r in rows]
@@ -286,7 +298,7 @@ def render_report(month: Month, data: dict[str, Any], generated: dt.datetime) ->
     event_rows = [
         (e["nome"] or "", _cnpj(e["cnpj_fundo"], e["id_subclasse"]), EVENT_WORDS[e["evento"]],
          _cnpj(e["contraparte_cnpj"], e["contraparte_id_subclasse"])
-         if e["contraparte_cnpj"] else "unknown",
+         if e["contraparte_cnpj"] else "none" if e["evento"] == ENCERRAMENTO else "unknown",
          _money(e["fluxo_liquido"]))
         for e in data["events"]
     ]  # fmt: skip

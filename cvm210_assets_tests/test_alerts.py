@@ -4,6 +4,7 @@ server and an HTTP receiver on 127.0.0.1, the dedup, the dry run, retries, the r
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import os
 import shutil
@@ -26,10 +27,15 @@ from dagster import ExecuteInProcessResult, materialize
 from deltalake import write_deltalake
 
 from cvm210_assets.alerts.channels import AlertDelivery
+from cvm210_assets.assets.alerts import outflow_alerts
+from cvm210_assets.assets.breakdowns import gold_breakdowns
 from cvm210_assets.cli import main
 from cvm210_assets.definitions import ALERT_ASSETS
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
 from cvm210_assets.fake_cvm.server import FakeCvm
+from cvm210_assets.partitions import Month
+from cvm210_assets.report import report_data
+from cvm210_assets.transforms.registry import ARROW_SCHEMA
 from cvm210_assets_tests.conftest import (
     Pipeline,
     free_port,
@@ -523,3 +529,48 @@ def test_planted_delivery_credentials_appear_nowhere(
     for sample in ("HTTP 500", "Authentication", "dry run: would send", FUND_NAME):
         assert sample in everything, sample
     assert [text[:200] for text in seen if PLANTED in text] == []
+
+
+def test_a_fund_the_registry_cancelled_after_its_last_month_is_an_event_not_an_alert(
+    pipeline: Pipeline, fake_cvm: FakeCvm
+) -> None:
+    """The crafted fund's March is its last month in the lake and the registry cancelled it on
+    April 15th: an encerramento (docs/events.md). Not alerted, its flow counted in the
+    breakdowns' fluxo_eventos, listed among the report's events."""
+    month = crafted_month()
+    oracle = {g.cnpj_fundo: g for g in expected_month(month.csv, 2024, 3).gold}
+    fake_cvm.publish_month(2024, 3, month.csv)
+    pipeline.run(MONTH)
+    rows = [
+        {"cnpj_fundo": month.target, "nome": FUND_NAME, "gestor": MANAGER,
+         "situacao": "CANCELADA", "data_situacao": dt.date(2024, 4, 15),
+         "data_cancelamento": dt.date(2024, 4, 15)},
+        {"cnpj_fundo": month.quiet, "nome": "Fundo Quieto FIM", "gestor": MANAGER,
+         "situacao": "EM FUNCIONAMENTO NORMAL", "data_situacao": dt.date(2020, 1, 2)},
+    ]  # fmt: skip
+    write_deltalake(
+        pipeline.tables.uri("fund_registry"),
+        pa.Table.from_pylist(rows, schema=ARROW_SCHEMA),
+        storage_options=pipeline.tables.options,
+    )
+
+    materialize(
+        [gold_breakdowns, outflow_alerts],
+        partition_key=MONTH,
+        resources=pipeline.resources,
+        instance=pipeline.instance,
+    )
+
+    assert pipeline.rows("outflow_alerts", MONTH) == []
+    (market,) = [
+        r
+        for r in pipeline.rows("gold_breakdowns", MONTH)
+        if (r["escopo"], r["dimensao"]) == ("todos", "mercado")
+    ]
+    flow = oracle[month.target].fluxo_liquido
+    assert market["fluxo_eventos"] == flow < 0
+    assert market["fluxo_organico"] == market["fluxo_liquido"] - flow
+    events = report_data(pipeline.tables, Month.from_key(MONTH))["events"]
+    assert [(e["cnpj_fundo"], e["evento"], e["nome"]) for e in events] == [
+        (month.target, "encerramento", FUND_NAME)
+    ]

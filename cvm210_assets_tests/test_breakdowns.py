@@ -429,12 +429,19 @@ def test_breakdowns_are_skipped_when_no_input_changed(flow: Flow) -> None:
     from cvm210_assets.definitions import ASSETS
 
     pipeline = flow.pipeline
+
+    def rerun() -> bool:
+        result = materialize(
+            [*ASSETS, gold_breakdowns],
+            partition_key="2024-02",
+            resources=pipeline.resources,
+            instance=pipeline.instance,
+        )
+        return materialization_metadata(result, "gold_breakdowns")["cvm210/unchanged"]
+
+    # March's gold arrived after February's breakdowns: the registry's event reads it (a key
+    # reporting in March did not close in February), so February is redone once.
+    assert rerun() is False
     version = pipeline.tables.version("gold_breakdowns")
-    rerun = materialize(
-        [*ASSETS, gold_breakdowns],
-        partition_key="2024-02",
-        resources=pipeline.resources,
-        instance=pipeline.instance,
-    )
-    assert materialization_metadata(rerun, "gold_breakdowns")["cvm210/unchanged"] is True
+    assert rerun() is True
     assert pipeline.tables.version("gold_breakdowns") == version

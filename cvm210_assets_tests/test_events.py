@@ -15,7 +15,7 @@ from cvm210_assets.lake.schemas import MONEY, QUOTA, in_schema
 from cvm210_assets.lake.schemas import SILVER as SILVER_SCHEMA
 from cvm210_assets.partitions import Month
 from cvm210_assets.transforms.breakdowns import breakdowns
-from cvm210_assets.transforms.events import events
+from cvm210_assets.transforms.events import events, registry_events
 from cvm210_assets.transforms.gold import kpis, month_sources
 
 pytestmark = pytest.mark.spark
@@ -176,4 +176,95 @@ def test_breakdowns_leave_events_out_of_organic_flow_only(spark):
         "Alfa": (D(-10 * M), D(-10 * M), D(0), 0.0),
         "Beta": (D(9 * M), D(10 * M), D(-M), -1 / 50),
         "total": (D(-M), D(0), D(-M), -1 / 60),
+    }
+
+
+GOLD_MARKS = (
+    "cnpj_fundo string, id_subclasse string, ano int, mes int, evento string,"
+    " contraparte_cnpj string, contraparte_id_subclasse string"
+)
+CANCELLED = "cnpj_fundo string, id_subclasse string, data_cancelamento date"
+
+
+def _months(key: str, *months: tuple[int, int], evento=None, contraparte=None) -> list[tuple]:
+    cnpj, sub = _key(key)
+    return [(cnpj, sub, ano, mes, evento, contraparte, None) for ano, mes in months]
+
+
+def test_the_registry_marks_a_keys_last_month_before_its_cancellation(spark):
+    gold = spark.createDataFrame(
+        [
+            # A's last report is in March 2024 (the 29th); the registry cancelled it on April
+            # 8th: March is its encerramento, January and February are not.
+            *_months("A", (2024, 1), (2024, 2), (2024, 3)),
+            *_months("B", (2022, 1), (2022, 2), (2022, 3)),  # cancelled two years later
+            *_months("C", (2024, 3), evento="sucessao", contraparte="X"),  # the daily rule wins
+            *_months("D", (2024, 3)),  # active
+            *_months("E/S1", (2024, 3)),  # its class was cancelled, the subclass has no row
+            *_months("F", (2024, 3), (2024, 4)),  # still reporting in April: April is the last
+            *_months("G", (2024, 3)),  # no registry row
+            *_months("H", (2024, 3)),  # "cancelled" before its last report: not this month
+        ],
+        GOLD_MARKS,
+    )
+    registry = spark.createDataFrame(
+        [
+            ("A", None, dt.date(2024, 4, 8)),
+            ("B", None, dt.date(2024, 3, 1)),
+            ("C", None, dt.date(2024, 4, 5)),
+            ("D", None, None),
+            ("E", None, dt.date(2024, 3, 20)),
+            ("F", None, dt.date(2024, 5, 15)),
+            ("H", None, dt.date(2024, 2, 10)),
+        ],
+        CANCELLED,
+    )
+    marked = {
+        (r.cnpj_fundo, r.id_subclasse, r.ano, r.mes): (r.evento, r.contraparte_cnpj)
+        for r in registry_events(gold, registry).collect()
+        if r.evento
+    }
+    assert marked == {
+        ("A", None, 2024, 3): ("encerramento", None),
+        ("C", None, 2024, 3): ("sucessao", "X"),
+        ("E", "S1", 2024, 3): ("encerramento", None),
+        ("F", None, 2024, 4): ("encerramento", None),
+    }
+    # A registry written before data_cancelamento existed marks nothing.
+    before = registry.drop("data_cancelamento")
+    assert registry_events(gold, before).collect() == gold.collect()
+
+
+def test_breakdowns_count_a_liquidations_flow_as_an_event(spark):
+    # Alfa's A lost 5 M in March, its last month before the registry cancelled it in April:
+    # an encerramento, not organic flow. Beta's C lost 1 M to its investors in March; its
+    # April (read by the rule, a month later than the breakdown's) is not summed.
+    gold = spark.createDataFrame(
+        [
+            ("A", None, 2024, 3, D(0), D(5 * M), D(-5 * M), D(5 * M), None),
+            ("C", None, 2024, 3, D(0), D(M), D(-M), D(30 * M), None),
+            ("C", None, 2024, 4, D(0), D(7 * M), D(-7 * M), D(29 * M), None),
+        ],
+        "cnpj_fundo string, id_subclasse string, ano int, mes int, total_captacao decimal(27,2),"
+        " total_resgate decimal(27,2), fluxo_liquido decimal(27,2),"
+        " patrimonio_inicial decimal(17,2), evento string",
+    )
+    registry = spark.createDataFrame(
+        [
+            ("A", None, "Ações", "Alfa", "Adm", False, dt.date(2024, 4, 10)),
+            ("C", None, "Ações", "Beta", "Adm", False, None),
+        ],
+        "cnpj_fundo string, id_subclasse string, classe string, gestor string,"
+        " administrador string, fundo_de_cotas boolean, data_cancelamento date",
+    )
+    month = Month(2024, 3)
+    rows = breakdowns(gold, registry, month, [month], "test", dt.datetime(2024, 4, 1))
+    found = {
+        r.valor: (r.fluxo_liquido, r.fluxo_eventos, r.fluxo_organico)
+        for r in rows.where("escopo = 'todos' AND dimensao IN ('gestor', 'mercado')").collect()
+    }
+    assert found == {
+        "Alfa": (D(-5 * M), D(-5 * M), D(0)),
+        "Beta": (D(-M), D(0), D(-M)),
+        "total": (D(-6 * M), D(-5 * M), D(-M)),
     }

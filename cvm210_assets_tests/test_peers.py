@@ -126,12 +126,15 @@ def test_gold_fundos_shows_null_standings_until_gold_pares_exists() -> None:
     con.execute(
         f"CREATE TABLE r AS SELECT '1' AS cnpj_fundo, NULL::VARCHAR AS id_subclasse, {names}"
     )
-    cursor = con.execute(gold_fundos_sql({"gold_kpis": "g", "fund_registry": "r"}))
+    # Tables written before the registry's event's columns, too: those show NULL.
+    columns = {"gold_kpis": ["cnpj_fundo", "id_subclasse"], "fund_registry": REGISTRY_COLUMNS}
+    cursor = con.execute(gold_fundos_sql({"gold_kpis": "g", "fund_registry": "r"}, columns))
     columns = [d[0] for d in cursor.description]
     (row,) = cursor.fetchall()
     shown = dict(zip(columns, row, strict=True))
     assert {c: shown[c] for c in PARES_COLUMNS} == dict.fromkeys(PARES_COLUMNS)
     assert shown["classe"] == "x"
+    assert (shown["data_cancelamento"], shown["evento_registro"]) == (None, None)
     assert {d[0]: str(d[1]) for d in cursor.description if d[0] in PARES_COLUMNS} == {
         c: "DOUBLE" if c.startswith("percentil") else "INTEGER" for c in PARES_COLUMNS
     }

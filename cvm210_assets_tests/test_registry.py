@@ -44,9 +44,11 @@ from cvm210_assets.transforms.registry import (
     CAD_FI_OPTIONAL,
     CLASSE_COLUMNS,
     FUNDO_COLUMNS,
+    FUNDO_OPTIONAL,
     SUBCLASSE_COLUMNS,
     RegistryFileError,
     build_registry,
+    cancelled,
     read_csv,
 )
 from cvm210_assets_tests.conftest import (
@@ -61,7 +63,8 @@ WHEN = dt.datetime(2025, 2, 3, 11, 0, tzinfo=dt.timezone.utc)
 REGISTRY_URL = "https://dados.cvm.gov.br/dados/FI/CAD/DADOS/registro_fundo_classe.zip"
 COLUMNS = [
     "nome", "tipo", "classe", "classe_anbima", "gestor", "cnpj_gestor", "administrador",
-    "cnpj_administrador", "situacao", "fundo_de_cotas", "fonte",
+    "cnpj_administrador", "situacao", "data_situacao", "data_cancelamento", "fundo_de_cotas",
+    "fonte",
 ]  # fmt: skip
 
 
@@ -71,7 +74,7 @@ def _csv(header: str, *rows: str) -> bytes:
 
 def _build(fundos: list[str], classes: list[str], subs: list[str], cad: list[str]):
     return build_registry(
-        read_csv("registro_fundo.csv", _csv(FUNDO_HEADER, *fundos), FUNDO_COLUMNS),
+        read_csv("registro_fundo.csv", _csv(FUNDO_HEADER, *fundos), FUNDO_COLUMNS, FUNDO_OPTIONAL),
         read_csv("registro_classe.csv", _csv(CLASSE_HEADER, *classes), CLASSE_COLUMNS),
         read_csv("registro_subclasse.csv", _csv(SUBCLASSE_HEADER, *subs), SUBCLASSE_COLUMNS),
         read_csv("cad_fi.csv", _csv(CAD_FI_HEADER, *cad), CAD_FI_COLUMNS, CAD_FI_OPTIONAL),
@@ -193,6 +196,8 @@ def test_the_rules_resolve_every_duplicate_the_same_way() -> None:
         "administrador": "BANCO X S.A.",
         "cnpj_administrador": "00000000000191",
         "situacao": "Em Funcionamento Normal",
+        "data_situacao": dt.date(2024, 1, 2),
+        "data_cancelamento": None,
         "fundo_de_cotas": True,
         "fonte": "registro_fundo_classe",
     }
@@ -219,6 +224,8 @@ def test_the_rules_resolve_every_duplicate_the_same_way() -> None:
         "administrador": "BANCO DO BRASIL S.A.",
         "cnpj_administrador": "00000000000191",
         "situacao": "EM FUNCIONAMENTO NORMAL",
+        "data_situacao": dt.date(2015, 2, 2),
+        "data_cancelamento": None,
         "fundo_de_cotas": True,
         "fonte": "cad_fi",
     }
@@ -230,9 +237,44 @@ def test_the_rules_resolve_every_duplicate_the_same_way() -> None:
         "cnpj_invalido": 1,
         "subclasse_sem_classe": 1,
     }
+    # The older class 20 of 05555555000155 was Cancelada: the newer class's status won.
+    assert (nova["situacao"], nova["data_cancelamento"]) == ("Em Funcionamento Normal", None)
     # Sorted by key, the class before its subclasses.
     keys = [(r["cnpj_fundo"], r["id_subclasse"] or "") for r in registry.table.to_pylist()]
     assert keys == sorted(keys)
+
+
+def test_a_cancelled_key_keeps_its_cancellation_date() -> None:
+    """The `encerramento` event reads data_cancelamento (docs/events.md): the file's own date
+    of the cancellation, else the status's; NULL unless the status, accents and case aside,
+    says cancelled."""
+    registry = _build(
+        fundos=[
+            # a fund without classes, cancelled: registro_fundo's Data_Cancelamento wins
+            "7;77777777000177;1;2020-01-01;2020-01-01;FIF;FUNDO SETE;2024-05-10;Cancelado;"
+            "2024-05-13;;;;;;;191;BANCO X S.A.;PJ;1;G",
+            _fundo(8, "8888888000188", "FUNDO OITO", "G", "1"),
+        ],
+        classes=[_classe(8, 80, "8888888000188", "CLASSE OITO", "2024-03-01", "CANCELADA")],
+        subs=[
+            "80;S1;1;;;SUB UM;;;;;;;;",  # no status of its own: its class's
+            "80;S2;1;;;SUB DOIS;Em Funcionamento Normal;2024-01-02;;;;;;",
+        ],
+        cad=[_cad("09.999.999/0001-99", "NOVE", "Cancelada", "2019-07-01", "G", "1")],
+    )
+    rows = {(r["cnpj_fundo"], r["id_subclasse"]): r for r in registry.table.to_pylist()}
+    dates = {k: (r["data_situacao"], r["data_cancelamento"]) for k, r in rows.items()}
+    assert dates == {
+        ("77777777000177", None): (dt.date(2024, 5, 13), dt.date(2024, 5, 10)),
+        ("08888888000188", None): (dt.date(2024, 3, 1), dt.date(2024, 3, 1)),
+        ("08888888000188", "S1"): (dt.date(2024, 3, 1), dt.date(2024, 3, 1)),
+        ("08888888000188", "S2"): (dt.date(2024, 1, 2), None),
+        ("09999999000199", None): (dt.date(2019, 7, 1), dt.date(2019, 7, 1)),
+    }
+    assert [cancelled(s) for s in ("CANCELADA", "cancelado", " Cancelada ", "CANCELADÁ")] == [
+        True
+    ] * 4
+    assert not any(cancelled(s) for s in (None, "", "EM FUNCIONAMENTO NORMAL", "LIQUIDAÇÃO"))
 
 
 def test_a_file_without_a_needed_column_is_an_error_naming_what_it_saw() -> None:
@@ -311,6 +353,8 @@ REAL = {
         "administrador": "BNY MELLON SERVICOS FINANCEIROS DTVM S.A.",
         "cnpj_administrador": "02201501000161",
         "situacao": "EM FUNCIONAMENTO NORMAL",
+        "data_situacao": dt.date(2009, 6, 22),
+        "data_cancelamento": None,
         "fundo_de_cotas": False,
         "fonte": "cad_fi",
     },
@@ -326,6 +370,8 @@ REAL = {
         "administrador": "BNY MELLON SERVICOS FINANCEIROS DTVM S.A.",
         "cnpj_administrador": "02201501000161",
         "situacao": "CANCELADA",
+        "data_situacao": dt.date(2013, 11, 18),
+        "data_cancelamento": dt.date(2013, 11, 18),
         "fundo_de_cotas": True,
         "fonte": "cad_fi",
     },
@@ -339,6 +385,9 @@ REAL = {
         "administrador": None,
         "cnpj_administrador": None,
         "situacao": "CANCELADA",
+        # DT_CANCEL is 2017-12-29 on both rows, the older status's too
+        "data_situacao": dt.date(2017, 12, 29),
+        "data_cancelamento": dt.date(2017, 12, 29),
         "fundo_de_cotas": False,
         "fonte": "cad_fi",
     },
@@ -405,6 +454,15 @@ def test_fund_registry_from_the_fake_cvm_kept_by_version_and_skipped_when_unchan
     assert {
         c.name: check_status(pipeline.instance, "fund_registry", c.name) for c in CHECKS
     } == shown
+
+    # A table written before its newest columns (its record does not name them) is rewritten
+    # from the kept files, though CVM's are unchanged.
+    record = json.loads(storage.read_bytes("_state/fund_registry/latest.json"))
+    del record["colunas"]
+    storage.write_bytes("_state/fund_registry/latest.json", json.dumps(record).encode())
+    assert materialization_metadata(run(), "fund_registry")["cvm210/unchanged"] is False
+    assert pipeline.tables.version("fund_registry") == version + 1
+    version += 1
 
     # CVM changes its registry: a new version is kept and the table replaced in one commit.
     changed = registry_files([csv], seed=4)

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import pyarrow.compute as pc
 from dagster import (
     AssetExecutionContext,
     BackfillPolicy,
@@ -49,7 +50,7 @@ from cvm210_assets.assets.common import (
     run_label,
     table_schema,
 )
-from cvm210_assets.assets.gold import GOLD_ASSET
+from cvm210_assets.assets.gold import GOLD_ASSET, following_gold, following_months
 from cvm210_assets.assets.monthly import (
     Judged,
     MonthlyAsset,
@@ -61,6 +62,7 @@ from cvm210_assets.assets.monthly import (
 )
 from cvm210_assets.assets.silver import SILVER_ASSET
 from cvm210_assets.lake.schemas import in_schema
+from cvm210_assets.lake.spark_tables import months_predicate
 from cvm210_assets.lake.table_catalog import (
     ALERTS_TABLE,
     DELIVERIES_TABLE,
@@ -73,7 +75,7 @@ from cvm210_assets.partitions import MONTH_POOL, Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
 from cvm210_assets.transforms.alerts import OUTFLOW_ALERTS, RULES
 from cvm210_assets.transforms.alerts import outflow_alerts as alert_rows
-from cvm210_assets.transforms.events import REGRAS_EVENTOS
+from cvm210_assets.transforms.events import REGRAS_EVENTOS, registry_events
 
 ALERTS_ASSET = ALERTS_TABLE.asset
 DELIVERIES_ASSET = DELIVERIES_TABLE.asset
@@ -89,7 +91,8 @@ REGISTRY_COLUMNS = [
 
 
 @asset(
-    # fund_registry by key: its names and managers label the alerts when it exists.
+    # fund_registry by key: its names and managers label the alerts when it exists, and its
+    # cancellations mark the months that are no investor's outflow (docs/events.md).
     # gold_breakdowns writes gold_pares, which the peer rule reads: the month's and, through
     # the fingerprint (the rule's months are configurable), the months before it.
     deps=[SILVER_ASSET, GOLD_ASSET, REGISTRY_TABLE.asset, BREAKDOWNS_ASSET],
@@ -122,7 +125,8 @@ def outflow_alerts(
 
 
 class OutflowAlerts(MonthlyAsset):
-    """A month at a time; redone when its gold, the rules or the registry change."""
+    """A month at a time; redone when its gold, the rules, the registry or gold's months after
+    it (which the registry's event reads) change."""
 
     name = ALERTS_ASSET
     upstream = GOLD_ASSET
@@ -136,6 +140,7 @@ class OutflowAlerts(MonthlyAsset):
             "rules_sha256": self.rules.fingerprint(),
             "regras_eventos": REGRAS_EVENTOS,  # events are not alerted: redone when they change
             "fund_registry_version": str(lake.tables.version(REGISTRY_TABLE.name)),
+            **following_gold(lake.state, month),
             **self._peers_wanted(lake, month),
         }
 
@@ -167,8 +172,21 @@ class OutflowAlerts(MonthlyAsset):
         recorded = plan.wanted["fund_registry_version"]
         registry_version = None if recorded == str(None) else int(recorded)
         peer_months = self._peer_months(month)
+        registry = (
+            None
+            if registry_version is None
+            else work.lake.tables.dataset(REGISTRY_TABLE.name, registry_version)
+        )
+        # The month and those after it, which the registry's event reads alone.
+        gold = tables.read_months(GOLD_TABLE.name, [month, *following_months(plan.wanted)])
+        if registry is not None and "data_cancelamento" in registry.schema.names:
+            cancelled = registry.to_table(
+                columns=["cnpj_fundo", "id_subclasse", "data_cancelamento"],
+                filter=pc.field("data_cancelamento").is_valid(),
+            )
+            gold = registry_events(gold, spark.createDataFrame(cancelled))
         frame = alert_rows(
-            tables.read_months(GOLD_TABLE.name, [month]),
+            gold.where(months_predicate([month])),
             tables.read_months(SILVER_TABLE.name, [month]),
             self.rules,
             PIPELINE_VERSION,
@@ -177,14 +195,8 @@ class OutflowAlerts(MonthlyAsset):
         )
         # A month's alerts are tens of rows: they come to the driver to be named from the
         # registry (delta-rs reads it anywhere) and shown, and go back to Spark to be written.
-        registry = (
-            None
-            if registry_version is None
-            else work.lake.tables.dataset(REGISTRY_TABLE.name, registry_version).to_table(
-                columns=REGISTRY_COLUMNS
-            )
-        )
-        named = with_registry(frame.toArrow(), registry)
+        names = None if registry is None else registry.to_table(columns=REGISTRY_COLUMNS)
+        named = with_registry(frame.toArrow(), names)
 
         def write(passed: Sequence[Plan]) -> dict[Month, Written]:
             version = tables.replace_months(

@@ -28,7 +28,7 @@ from cvm210_assets.assets.common import (
     now_utc,
     table_schema,
 )
-from cvm210_assets.assets.gold import GOLD_ASSET
+from cvm210_assets.assets.gold import GOLD_ASSET, following_gold, following_months
 from cvm210_assets.assets.monthly import (
     Judged,
     MonthlyAsset,
@@ -143,8 +143,9 @@ class GoldBreakdowns(MonthlyAsset):
     def wanted(self, lake: Lake, month: Month, upstream: Mapping[str, Any]) -> dict[str, str]:
         """The fingerprint of every input (each gold month's version and the registry's): the
         month is recomputed when any of them changes. It also names the window's months in
-        gold, which the judge reads, and the peers' minimum, part of gold_pares: a month written
-        before gold_pares existed (its record has no such key) is redone once to write it."""
+        gold, which the judge reads, the months after it that the registry's event reads, and
+        the peers' minimum, part of gold_pares: a month written before gold_pares existed (its
+        record has no such key) is redone once to write it."""
         state = lake.state
         window = month.window(WINDOW_MONTHS)
         records = {m: state.get(GOLD_ASSET, m) for m in window}
@@ -160,6 +161,7 @@ class GoldBreakdowns(MonthlyAsset):
             **fingerprint(digest(inputs)),
             GOLD_MONTHS: present,
             "pares_minimo": str(PARES_MINIMO),
+            **following_gold(state, month),
         }
 
     @contextmanager
@@ -169,14 +171,16 @@ class GoldBreakdowns(MonthlyAsset):
         # The gold months the fingerprint recorded: the month is computed from what its state
         # record says, not from a second look at gold's state.
         present = [Month.from_key(k) for k in plan.wanted[GOLD_MONTHS].split(", ") if k]
-        gold = tables.read_months(GOLD_TABLE.name, present)
+        # ... and the months after it, which the registry's event reads alone.
+        gold = tables.read_months(GOLD_TABLE.name, present + following_months(plan.wanted))
         # The registry is written by delta-rs wherever Dagster runs; Delta Lake reads it here.
-        columns = ["cnpj_fundo", "id_subclasse", *REGISTRY_COLUMNS]
+        columns = ["cnpj_fundo", "id_subclasse", *REGISTRY_COLUMNS, "data_cancelamento"]
         registry = tables.read(REGISTRY_TABLE.name)
         if registry is None:
             schema = StructType([FUND_REGISTRY[c] for c in columns])
             registry = literal_frame(spark, [], schema)
-        registry = registry.select(*columns)
+        # A registry written before data_cancelamento has no event to read (events.py).
+        registry = registry.select(*(c for c in columns if c in registry.columns))
         processed_at = now_utc()
         frame = breakdowns(gold, registry, month, present, PIPELINE_VERSION, processed_at).persist()
         standing = peers(

@@ -16,7 +16,14 @@ from dagster_pyspark import LazyPySparkResource
 
 from cvm210_assets import PIPELINE_VERSION
 from cvm210_assets.assets.catalog import net_flow_markdown, percent, recorded_net_flow
-from cvm210_assets.assets.common import Check, Outcome, markdown_table, now_utc, table_schema
+from cvm210_assets.assets.common import (
+    Check,
+    Outcome,
+    digest,
+    markdown_table,
+    now_utc,
+    table_schema,
+)
 from cvm210_assets.assets.monthly import (
     Judged,
     MonthlyAsset,
@@ -27,8 +34,8 @@ from cvm210_assets.assets.monthly import (
     materialize,
 )
 from cvm210_assets.assets.silver import SILVER_ASSET
-from cvm210_assets.gold_rules import TOLERANCIA_MINIMA, TOLERANCIA_PCT_PL
-from cvm210_assets.lake.raw_zone import csv_key
+from cvm210_assets.gold_rules import MESES_ENCERRAMENTO, TOLERANCIA_MINIMA, TOLERANCIA_PCT_PL
+from cvm210_assets.lake.raw_zone import StateStore, csv_key
 from cvm210_assets.lake.schemas import GOLD
 from cvm210_assets.lake.spark_tables import first_rows_by_month, months_predicate
 from cvm210_assets.lake.table_catalog import (
@@ -37,7 +44,7 @@ from cvm210_assets.lake.table_catalog import (
 )
 from cvm210_assets.partitions import MONTH_POOL, Month, monthly_partitions
 from cvm210_assets.resources import Lake, SparkStepLauncher
-from cvm210_assets.transforms.events import REGRAS_EVENTOS
+from cvm210_assets.transforms.events import REGRAS_EVENTOS, REGRAS_REGISTRO
 from cvm210_assets.transforms.gold import kpis, month_sources
 from cvm210_assets.transforms.quality import (
     GoldQuality,
@@ -47,6 +54,29 @@ from cvm210_assets.transforms.quality import (
 )
 
 GOLD_ASSET = GOLD_TABLE.asset
+# The fingerprint field naming gold's months after a month that `registry_events` reads.
+GOLD_FOLLOWING = "gold_meses_seguintes"
+
+
+def following_gold(state: StateStore, month: Month) -> dict[str, str]:
+    """Fingerprint fields for a reader of fund_registry's events (transforms/events.py): the
+    rule's version and gold's months after `month` it reads, named and with their versions. A
+    key still reporting in one did not close in `month`: one that arrives or changes redoes it."""
+    after = [month.shift(k) for k in range(1, MESES_ENCERRAMENTO + 1)]
+    records = {m: state.get(GOLD_ASSET, m) for m in after}
+    present = {m.key: [r["source_sha256"], r["delta_version"]] for m, r in records.items() if r}
+    return {
+        "regras_registro": REGRAS_REGISTRO,
+        GOLD_FOLLOWING: ", ".join(present),
+        "gold_meses_seguintes_sha256": digest(present),
+    }
+
+
+def following_months(wanted: Mapping[str, str]) -> list[Month]:
+    """The months after the partition's that its fingerprint found in gold (`following_gold`):
+    the step reads what its state record says, not a second look at gold's state."""
+    return [Month.from_key(k) for k in wanted[GOLD_FOLLOWING].split(", ") if k]
+
 
 TOTALS_MATCH_SILVER = Check(
     "gold_totals_equal_silver_sums",

@@ -55,6 +55,7 @@ from cvm210_assets.transforms.registry import (
     CAD_FI_OPTIONAL,
     CLASSE_COLUMNS,
     FUNDO_COLUMNS,
+    FUNDO_OPTIONAL,
     SUBCLASSE_COLUMNS,
     build_registry,
     read_csv,
@@ -172,6 +173,9 @@ def fund_registry(
             "registry_sha256": zipped.sha256,
             "cad_fi_sha256": cad.sha256,
             "versao_pipeline": PIPELINE_VERSION,
+            # A table written before a column was added is rewritten from the kept files on
+            # the next run, even when CVM's files are unchanged.
+            "colunas": ",".join(FUND_REGISTRY.fieldNames()),
         }
         sources = {
             "registry_url": MetadataValue.url(zipped.url),
@@ -196,7 +200,9 @@ def fund_registry(
         members = registry_members(zipped.path)
         cad_bytes = cad.path.read_bytes()
     registry = build_registry(
-        read_csv("registro_fundo.csv", members["registro_fundo.csv"], FUNDO_COLUMNS),
+        read_csv(
+            "registro_fundo.csv", members["registro_fundo.csv"], FUNDO_COLUMNS, FUNDO_OPTIONAL
+        ),
         read_csv("registro_classe.csv", members["registro_classe.csv"], CLASSE_COLUMNS),
         read_csv("registro_subclasse.csv", members["registro_subclasse.csv"], SUBCLASSE_COLUMNS),
         read_csv(CAD_FI, cad_bytes, CAD_FI_COLUMNS, CAD_FI_OPTIONAL),

@@ -274,6 +274,17 @@ FUND_REGISTRY = _schema(
     ("cnpj_administrador", StringType(), "Administrator's CNPJ, 14 digits"),
     ("situacao", StringType(), "Registration status (situação), e.g. Em Funcionamento Normal"),
     (
+        "data_situacao",
+        DateType(),
+        "Since when the status holds (Data_Inicio_Situacao / DT_INI_SIT)",
+    ),
+    (
+        "data_cancelamento",
+        DateType(),
+        "When the registration was cancelled, if situacao says it is (Data_Cancelamento /"
+        " DT_CANCEL, else data_situacao); NULL for a key not cancelled (docs/events.md)",
+    ),
+    (
         "fundo_de_cotas",
         BooleanType(),
         "Fund of funds (fundo de cotas: invests in other funds); NULL when CVM does not say",

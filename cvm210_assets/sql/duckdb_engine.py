@@ -45,7 +45,11 @@ def connect(tables: DeltaRsTables) -> duckdb.DuckDBPyConnection:
     for name, view in VIEWS.items():
         if view.table in relations:
             con.execute(f"CREATE VIEW {SQL_SCHEMA}.{name} AS {view_sql(name, relations)}")
-    for name, select in joined_views(relations):
+    columns = {
+        t: [d[0] for d in con.execute(f"SELECT * FROM {r} LIMIT 0").description]
+        for t, r in relations.items()
+    }
+    for name, select in joined_views(relations, columns):
         con.execute(f"CREATE VIEW {SQL_SCHEMA}.{name} AS {select}")
     for table, relation in relations.items():
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM {relation}")

@@ -6,10 +6,10 @@ the original's columns a table's own lack, and the SELECTs of the views over sev
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
-from cvm210_assets.gold_rules import PEER_GROUPS
+from cvm210_assets.gold_rules import ENCERRAMENTO, MESES_ENCERRAMENTO, PEER_GROUPS
 from cvm210_assets.lake.table_catalog import (
     GOLD_FUNDOS_VIEW,
     GOLD_TABLE,
@@ -55,6 +55,8 @@ REGISTRY_COLUMNS = (
     "situacao",
     "fundo_de_cotas",
 )
+# ... and those of the registry's event, NULL while the registry predates them.
+REGISTRY_DATES = ("data_situacao", "data_cancelamento")
 
 
 # gold_pares' columns that gold_fundos adds (docs/peers.md), with their SQL types.
@@ -65,14 +67,42 @@ PARES_COLUMNS = {
 }
 
 
-def gold_fundos_sql(relations: Mapping[str, str]) -> str:
+def _evento_registro() -> str:
+    """`encerramento` as `registry_events` (transforms/events.py) marks it: no daily event, the
+    key (its subclass, else its class) cancelled in the month or the MESES_ENCERRAMENTO after
+    it, and no later month of the key's in gold up to the cancellation's."""
+    cancelamento = "coalesce(s.data_cancelamento, c.data_cancelamento)"
+    cancelled_in = f"year({cancelamento}) * 12 + month({cancelamento}) - 1"
+    month = "g.ano * 12 + g.mes - 1"
+    following = (
+        f"lead({month}) OVER (PARTITION BY g.cnpj_fundo, g.id_subclasse ORDER BY g.ano, g.mes)"
+    )
+    return (
+        f"CASE WHEN g.evento IS NULL AND {cancelled_in} BETWEEN {month}"
+        f" AND {month} + {MESES_ENCERRAMENTO}"
+        f" AND ({following} IS NULL OR {following} > {cancelled_in})"
+        f" THEN '{ENCERRAMENTO}' END"
+    )
+
+
+def gold_fundos_sql(
+    relations: Mapping[str, str], columns: Mapping[str, Collection[str]] | None = None
+) -> str:
     """gold_kpis with the fund's name, class, manager and administrator: a subclass's row
-    takes its subclass's registry entry, else its class's (one row of gold, one row here); and
-    its peer standing from gold_pares, NULL until gold_breakdowns has written the month."""
+    takes its subclass's registry entry, else its class's (one row of gold, one row here); its
+    peer standing from gold_pares, NULL until gold_breakdowns has written the month; and
+    `evento_registro`, the registry's event (docs/events.md). `columns`: each table's columns
+    when known; a gold or registry written before the event's columns then shows them NULL
+    (None: today's tables, as on Databricks)."""
+    has = columns or {}
+    dates = set(REGISTRY_DATES) <= set(has.get(REGISTRY_TABLE.name, REGISTRY_DATES))
     picked = [
         f"CASE WHEN s.cnpj_fundo IS NOT NULL THEN s.{c} ELSE c.{c} END AS {c}"
-        for c in REGISTRY_COLUMNS
+        for c in (*REGISTRY_COLUMNS, *(REGISTRY_DATES if dates else ()))
     ]
+    picked += [] if dates else [f"CAST(NULL AS DATE) AS {c}" for c in REGISTRY_DATES]
+    dated = dates and "evento" in has.get(GOLD_TABLE.name, ("evento",))
+    picked.append(f"{_evento_registro() if dated else 'CAST(NULL AS STRING)'} AS evento_registro")
     pares = relations.get(PARES_TABLE.name)
     if pares is None:
         picked += [f"CAST(NULL AS {kind}) AS {c}" for c, kind in PARES_COLUMNS.items()]
@@ -92,16 +122,20 @@ def gold_fundos_sql(relations: Mapping[str, str]) -> str:
     )
 
 
-# Views over several tables: name -> (the tables, its SELECT over them).
-JOINED_VIEWS: dict[str, tuple[tuple[str, ...], Callable[[Mapping[str, str]], str]]] = {
+# Views over several tables: name -> (the tables, its SELECT over them and their columns).
+Select = Callable[[Mapping[str, str], Mapping[str, Collection[str]] | None], str]
+JOINED_VIEWS: dict[str, tuple[tuple[str, ...], Select]] = {
     GOLD_FUNDOS_VIEW.view: (tuple(t.name for t in GOLD_FUNDOS_VIEW.tables), gold_fundos_sql)
 }
 
 
-def joined_views(relations: Mapping[str, str]) -> list[tuple[str, str]]:
-    """The joined views whose tables are all in `relations`: (name, SELECT) each."""
+def joined_views(
+    relations: Mapping[str, str], columns: Mapping[str, Collection[str]] | None = None
+) -> list[tuple[str, str]]:
+    """The joined views whose tables are all in `relations`: (name, SELECT) each. `columns`:
+    each table's columns when known (an older table may lack the newest)."""
     return [
-        (name, select(relations))
+        (name, select(relations, columns))
         for name, (needs, select) in JOINED_VIEWS.items()
         if all(t in relations for t in needs)
     ]

@@ -16,10 +16,10 @@ to "não informado". Funds of funds (fundo_de_cotas) put into other funds money 
 report again, so every group comes twice: escopo `todos` (every fund) and
 `sem_fundos_de_cotas` (funds of funds left out; a fund whose registry does not say is kept).
 
-Events (gold_kpis.evento: a transfer or succession between keys, docs/events.md) move money
-between funds without any investor deciding it: the month's `fluxo_eventos` sums their net flow,
-and `fluxo_organico` and `crescimento_organico_sem_eventos` leave it out. The other columns keep
-every fund-month.
+Events (gold_kpis.evento: a transfer or succession between keys; and the registry's
+`encerramento`, a key's last month before its cancellation, docs/events.md) are no investor's
+decision: the month's `fluxo_eventos` sums their net flow, and `fluxo_organico` and
+`crescimento_organico_sem_eventos` leave it out. The other columns keep every fund-month.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from pyspark.sql import functions as F
 
 from cvm210_assets.lake.schemas import GOLD_BREAKDOWNS, MONEY_SUM, in_schema
 from cvm210_assets.partitions import Month
+from cvm210_assets.transforms.events import registry_events
 
 NAO_INFORMADO = "não informado"
 DIMENSIONS = ("classe", "gestor", "administrador")
@@ -121,9 +122,11 @@ def breakdowns(
     processed_at: dt.datetime,
 ) -> DataFrame:
     """The month's breakdown rows (schema GOLD_BREAKDOWNS) from the gold rows of the months
-    `present` among the 12 ending in `month` (which must be one of them)."""
-    monthly = monthly_groups(attribute(gold, registry))
+    `present` among the 12 ending in `month` (which must be one of them), and of those after
+    it that `registry_events` reads (a key still reporting then did not close before)."""
     target = _index(month)
+    marked = registry_events(gold, registry).where(F.col("ano") * 12 + F.col("mes") - 1 <= target)
+    monthly = monthly_groups(attribute(marked, registry))
     rows = monthly.where(F.col("idx") == target).drop("idx")
     have = {_index(m) for m in present}
     for months in WINDOWS:

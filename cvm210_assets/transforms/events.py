@@ -15,12 +15,15 @@ from decimal import Decimal
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from cvm210_assets.gold_rules import SUCESSAO, TRANSFERENCIA
+from cvm210_assets.gold_rules import ENCERRAMENTO, MESES_ENCERRAMENTO, SUCESSAO, TRANSFERENCIA
 from cvm210_assets.lake.schemas import MONEY
 
 # Gold's fingerprint holds this: bump it when a rule or a tolerance changes, and gold's months
 # (and what reads them) are recomputed, not bronze's or silver's.
 REGRAS_EVENTOS = "1"
+# The registry's rule (`registry_events`) is applied where fund_registry is read, never in
+# gold_kpis: the breakdowns' and the alerts' fingerprints hold this; bump it when it changes.
+REGRAS_REGISTRO = "1"
 
 
 # A day's redemption is a transfer candidate when it takes at least half the key's net assets
@@ -193,3 +196,49 @@ def with_events(monthly: DataFrame, silver: DataFrame) -> DataFrame:
     on = [F.col(c).eqNullSafe(F.col(f"_ev_{c}")) for c in (*_KEY, *_MONTH)]
     joined = monthly.join(marks, on, "left")
     return joined.drop(*(f"_ev_{c}" for c in (*_KEY, *_MONTH)))
+
+
+def _month_index(year: Column, month: Column) -> Column:
+    return year * 12 + month - 1
+
+
+def registry_events(gold: DataFrame, registry: DataFrame) -> DataFrame:
+    """`gold` (rows of consecutive months) with `evento` = `encerramento` where the registry
+    says the key was cancelled in that month or the MESES_ENCERRAMENTO after it and the key
+    reports in no month of `gold` from the next up to the cancellation's: its last month. The
+    daily rules win (a month with an evento keeps it, and its counterpart); encerramento names
+    none. The key's cancellation is its subclass's `data_cancelamento`, else its class's (a
+    cancelled class ends its subclasses); a registry written before the column has none.
+
+    `gold` must hold the MESES_ENCERRAMENTO months after each month to be judged that the lake
+    has: a month whose next months are missing from `gold` is judged as the key's last."""
+    if "data_cancelamento" not in registry.columns:
+        return gold
+    cancelled = registry.where(F.col("data_cancelamento").isNotNull())
+    sub = cancelled.where(F.col("id_subclasse").isNotNull()).select(
+        F.col("cnpj_fundo").alias("_s_cnpj"),
+        F.col("id_subclasse").alias("_s_sub"),
+        F.col("data_cancelamento").alias("_s_data"),
+    )
+    cls = cancelled.where(F.col("id_subclasse").isNull()).select(
+        F.col("cnpj_fundo").alias("_c_cnpj"), F.col("data_cancelamento").alias("_c_data")
+    )
+    key = Window.partitionBy(*_KEY).orderBy(*_MONTH)
+    month = _month_index(F.col("ano"), F.col("mes"))
+    data = F.coalesce(F.col("_s_data"), F.col("_c_data"))
+    cancelled_in = _month_index(F.year(data), F.month(data))
+    following = F.lead(month).over(key)
+    last = (
+        F.col("evento").isNull()
+        & cancelled_in.between(month, month + MESES_ENCERRAMENTO)
+        & (following.isNull() | (following > cancelled_in))
+    )
+    joined = gold.join(
+        F.broadcast(sub),
+        (F.col("cnpj_fundo") == F.col("_s_cnpj")) & (F.col("id_subclasse") == F.col("_s_sub")),
+        "left",
+    ).join(F.broadcast(cls), F.col("cnpj_fundo") == F.col("_c_cnpj"), "left")
+    marked = joined.withColumn(
+        "evento", F.when(last, F.lit(ENCERRAMENTO)).otherwise(F.col("evento"))
+    )
+    return marked.select(*gold.columns)

@@ -19,6 +19,11 @@ Duplicates, resolved the same way every time:
   (`Data_Inicio_Situacao` / `DT_INI_SIT`) is the most recent, then the highest registry id
   (cad_fi: the later line); a cancelled fund's latest status is CANCELADA, not the older one;
 - a CNPJ in both registries: registro_fundo_classe wins.
+Each row keeps its status's date (`data_situacao`) and, when the status says cancelled
+(CANCELADA, Cancelado…: accents and case aside), the cancellation's date (`data_cancelamento`:
+registro_fundo's Data_Cancelamento or cad_fi's DT_CANCEL, else the status's date), which the
+`encerramento` event reads (docs/events.md). A subclass without a status of its own takes its
+class's.
 CNPJs are digits (punctuation removed) left-padded to 14; a row whose CNPJ is not 14 digits
 then is counted and left out.
 """
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -84,8 +90,10 @@ CAD_FI_COLUMNS = (
     "CPF_CNPJ_GESTOR",
     "GESTOR",
 )
-# cad_fi columns that older copies lack (the 2018 registry has neither): NULL when absent.
-CAD_FI_OPTIONAL = ("TP_FUNDO", "CLASSE_ANBIMA")
+# Columns that some copies lack (the 2018 cad_fi has neither TP_FUNDO nor CLASSE_ANBIMA):
+# NULL when absent.
+FUNDO_OPTIONAL = ("Data_Cancelamento",)
+CAD_FI_OPTIONAL = ("TP_FUNDO", "CLASSE_ANBIMA", "DT_CANCEL")
 
 ARROW_SCHEMA = to_arrow_schema(FUND_REGISTRY, timezone="UTC")
 _PUNCTUATION = re.compile(r"[.\-/\s]")
@@ -174,6 +182,33 @@ def _managers(rows: Iterable[Mapping[str, str]], kind: str, cnpj: str, name: str
     return " / ".join(p[0] for p in pairs), " / ".join(p[1] for p in pairs) or None
 
 
+def _date(value: str | None) -> dt.date | None:
+    """An ISO date as CVM prints it (2024-01-02); anything else (mostly empty) is unknown."""
+    try:
+        return dt.date.fromisoformat(value or "")
+    except ValueError:
+        return None
+
+
+def cancelled(situacao: str | None) -> bool:
+    """The status says the registration is cancelled: cad_fi's CANCELADA, CVM 175's Cancelada
+    or Cancelado, whatever the accents and case."""
+    text = unicodedata.normalize("NFKD", situacao or "")
+    plain = "".join(c for c in text if not unicodedata.combining(c))
+    return plain.strip().upper().startswith("CANCELAD")
+
+
+def _situation(situacao: str | None, inicio: str | None, cancelamento: str | None = None) -> dict:
+    """The status columns of a row: the status, its date, and the cancellation's date when the
+    status is a cancellation (the file's own date of it, else the status's)."""
+    since = _date(inicio)
+    return {
+        "situacao": _text(situacao),
+        "data_situacao": since,
+        "data_cancelamento": (_date(cancelamento) or since) if cancelled(situacao) else None,
+    }
+
+
 def _id(value: str) -> int:
     return int(value) if value.isdigit() else -1
 
@@ -225,7 +260,7 @@ def build_registry(
             "cnpj_gestor": fund.get("cnpj_gestor"),
             "administrador": fund.get("administrador"),
             "cnpj_administrador": fund.get("cnpj_administrador"),
-            "situacao": _text(row["Situacao"]),
+            **_situation(row["Situacao"], row["Data_Inicio_Situacao"]),
             "fundo_de_cotas": _flag(row["Classe_Cotas"]),
             "fonte": FONTE_NOVA,
         }
@@ -239,11 +274,12 @@ def build_registry(
         if parent is None or not subclass_id:
             orphans += 1
             continue
+        own = row["Situacao"]
         record = {
             **parent,
             "id_subclasse": subclass_id,
             "nome": _text(row["Denominacao_Social"]) or parent["nome"],
-            "situacao": _text(row["Situacao"]) or parent["situacao"],
+            **(_situation(own, row["Data_Inicio_Situacao"]) if own else {}),
         }
         key = (parent["cnpj_fundo"], subclass_id)
         offer(key, (row["Data_Inicio_Situacao"], _id(class_id)), record)
@@ -269,7 +305,7 @@ def build_registry(
             "cnpj_gestor": fund["cnpj_gestor"],
             "administrador": fund["administrador"],
             "cnpj_administrador": fund["cnpj_administrador"],
-            "situacao": fund["situacao"],
+            **_situation(fund["situacao"], fund["data_situacao"], fund["data_cancelamento"]),
             "fundo_de_cotas": None,
             "fonte": FONTE_NOVA,
         }
@@ -305,8 +341,9 @@ def _funds(rows: Sequence[Mapping[str, str]]) -> dict[str, dict]:
             "cnpj": last["CNPJ_Fundo"],
             "nome": _text(last["Denominacao_Social"]),
             "tipo": _text(last["Tipo_Fundo"]),
-            "situacao": _text(last["Situacao"]),
+            "situacao": last["Situacao"],
             "data_situacao": last["Data_Inicio_Situacao"],
+            "data_cancelamento": last.get("Data_Cancelamento"),
             "gestor": gestor,
             "cnpj_gestor": cnpj_gestor,
             "administrador": _text(last["Administrador"]),
@@ -344,7 +381,7 @@ def _cad_fi(rows: Sequence[Mapping[str, str]]) -> tuple[dict[str, dict], int]:
             "cnpj_gestor": cnpj_gestor,
             "administrador": _text(last["ADMIN"]),
             "cnpj_administrador": cnpj14(last["CNPJ_ADMIN"]),
-            "situacao": _text(last["SIT"]),
+            **_situation(last["SIT"], last["DT_INI_SIT"], last.get("DT_CANCEL")),
             "fundo_de_cotas": _flag(last["FUNDO_COTAS"]),
             "fonte": FONTE_ANTIGA,
         }
