@@ -16,11 +16,9 @@ if TYPE_CHECKING:
 
 def _lake_tables(lake_uri: str) -> DeltaRsTables:
     # Imports stay inside the commands: `cvm210 --help` should not load Dagster and Spark.
-    from dagster_aws.s3 import S3Resource
-
     from cvm210_assets.resources import Lake
 
-    return Lake(uri=lake_uri, s3=S3Resource()).tables
+    return Lake(uri=lake_uri).tables
 
 
 def _on_spark(settings: Settings, lake: str, query: str) -> tuple[list[str], list[tuple]]:

@@ -13,7 +13,6 @@ from dagster import (
     ResourceParam,
     StepLauncher,
 )
-from dagster_aws.s3 import S3Resource
 from dagster_pyspark import LazyPySparkResource
 from dagster_pyspark.resources import spark_session_from_config
 from pydantic import Field, PrivateAttr
@@ -86,7 +85,8 @@ class Lake(ConfigurableResource):
     """The lake root (a folder or s3://bucket/prefix): raw zone, state records, Delta tables."""
 
     uri: str
-    s3: S3Resource
+    # boto3's attempts at each S3 request of an s3:// lake (its standard retry mode).
+    s3_max_attempts: int = 5
     # A range's months share Spark jobs up to this many input rows a batch (assets/monthly.py).
     batch_rows: int = 4_000_000
     # How long vacuum keeps old versions readable (upkeep.py); never below MIN_TIME_TRAVEL.
@@ -94,10 +94,21 @@ class Lake(ConfigurableResource):
 
     _storage: LakeStorage | None = PrivateAttr(default=None)
 
+    def _s3_client(self) -> Any:
+        """boto3's S3 client: region, endpoint and credentials from the environment
+        (AWS_REGION, AWS_ENDPOINT_URL, ...) as boto3 reads them. Not dagster-aws's S3Resource,
+        which did the same: importing dagster-aws cost every load of the code location 0.8 to
+        1.9 s (its components import Dagster's test utilities)."""
+        import boto3  # only an s3:// lake pays for it
+        from botocore.config import Config
+
+        retries = {"max_attempts": self.s3_max_attempts, "mode": "standard"}
+        return boto3.session.Session().client("s3", config=Config(retries=retries))
+
     @property
     def storage(self) -> LakeStorage:
         if self._storage is None:
-            self._storage = open_storage(self.uri, self.s3.get_client)
+            self._storage = open_storage(self.uri, self._s3_client)
         return self._storage
 
     @property
@@ -262,7 +273,6 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "cvm": CvmSource(base_url=settings.source_url),
         "lake": Lake(
             uri=settings.lake_uri,
-            s3=S3Resource(),
             batch_rows=settings.spark_batch_rows,
             time_travel_days=settings.automation.time_travel_days,
         ),

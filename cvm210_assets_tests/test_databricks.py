@@ -189,7 +189,7 @@ def test_month_on_databricks_equals_the_oracle_and_leaks_nothing(
     assert [r.result_state for r in runs] == ["SUCCESS"] * 3
     assert runs[0].task["new_cluster"]["autoscale"] == {"min_workers": 1, "max_workers": 4}
     packages = {lib["pypi"]["package"].split("==")[0] for lib in runs[0].task["libraries"]}
-    assert {"dagster", "dagster-databricks", "dagster-pyspark", "dagster-aws"} <= packages
+    assert {"dagster", "dagster-databricks", "dagster-pyspark", "deltalake"} <= packages
     for r in runs:
         driver = r.log.read_text()
         assert "cvm210_assets imported from: /tmp/" in driver, driver[-2000:]

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.spark  # Spark starts in another process
 pipeline = make_pipeline(sys.argv[1], sys.argv[2])
 lake = pipeline.resources["lake"]
 # One month a batch: the kill comes between two batches' commits, or inside one.
-resources = {**pipeline.resources, "lake": Lake(uri=lake.uri, s3=lake.s3, batch_rows=1)}
+resources = {**pipeline.resources, "lake": Lake(uri=lake.uri, batch_rows=1)}
 tags = {f"dagster/asset_partition_range_{end}": key for end, key in
         (("start", "2024-01"), ("end", "2024-04"))}
 materialize(ASSETS, resources=resources, instance=pipeline.instance, tags=tags)

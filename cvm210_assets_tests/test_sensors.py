@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance, SensorDefinition, SensorResult, build_sensor_context
-from dagster_aws.s3 import S3Resource
 
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month, restate
 from cvm210_assets.fake_cvm.server import FakeCvm, RequestRecord
@@ -51,7 +50,7 @@ class Harness:
         self.now = T0
         self.sensor: SensorDefinition = build_change_sensor(max_requests, now=lambda: self.now)
         self.cvm = CvmSource(base_url=fake.base_url)
-        self.lake = Lake(uri=str(lake_dir), s3=S3Resource())
+        self.lake = Lake(uri=str(lake_dir))
         self.cursor: str | None = None
         self.instance = instance
 

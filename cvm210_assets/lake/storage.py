@@ -146,7 +146,7 @@ class LocalStorage(LakeStorage):
 
 
 class S3Storage(LakeStorage):
-    """S3 through a boto3 client (dagster-aws's S3Resource builds it from the environment)."""
+    """S3 through a boto3 client (the Lake resource builds it from the environment)."""
 
     def __init__(self, bucket: str, prefix: str, client: Any) -> None:
         self.bucket = bucket
