@@ -294,6 +294,53 @@ def test_fast_daily_return_equals_the_exact_one_on_both_sides_of_its_bound(
     assert fast > 2000 and slow > 500, (fast, slow)
 
 
+def test_a_month_of_fast_and_exact_daily_returns_sums_both(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """A month mixes days whose return takes the fast path with days that take the exact one
+    (a return of exactly half a cent; a PL near R$ 2 × 10¹³, whose bound is wide) and flows of
+    R$ 3 × 10¹³: gold's sums equal the 50-digit reference's to the cent."""
+    days = ("03", "04", "05", "06", "07")
+
+    def fund(cnpj: str, *values: tuple[str, str, str, str]) -> list[str]:
+        return [
+            f"FI;{cnpj};2025-02-{d};1;{quota};{pl};{captc};{resg};1"
+            for d, (quota, pl, captc, resg) in zip(days, values, strict=True)
+        ]
+
+    lines = fund(  # 1000000.00 × 5 × 10⁻⁹ = 0.005: a half cent on the 4th, the exact path
+        "11.111.111/0001-11",
+        ("1", "1000000.00", "0", "0"),
+        ("1.000000005", "1000000.01", "0", "0"),
+        ("1.000100005", "1000100.02", "5.00", "0"),
+        ("1.000200000", "1000195.00", "0", "2.50"),
+        ("1.000150000", "1000145.03", "0", "0"),
+    )
+    lines += fund(  # crosses R$ 2 × 10¹³ on the 5th and back on the 7th
+        "22.222.222/0001-22",
+        ("1.234567890123", "19999999999999.99", "0", "0"),
+        ("1.234567890124", "19999999999999.98", "0", "0"),
+        ("1.234600000000", "20000520000000.01", "0", "0"),
+        ("1.234500000000", "19998900000000.00", "0", "0"),
+        ("1.234500000001", "19998900000000.13", "0", "0"),
+    )
+    lines += fund(  # an ordinary fund with one inflow past R$ 2 × 10¹³
+        "33.333.333/0001-33",
+        ("2", "500000.00", "0", "0"),
+        ("2.001", "30000000500250.00", "30000000000000.00", "0"),
+        ("2.002", "500500.00", "0", "30000000000000.00"),
+        ("2.003", "500750.25", "0", "0"),
+        ("2.0035", "500875.37", "0", "0"),
+    )
+    data = csv_of(*lines, layout="b")
+    path = tmp_path / "inf_diario_fi_202502.csv"
+    path.write_bytes(data)
+    _, _, _, gold = run_transforms(spark, path, "b", Month(2025, 2))
+    got = rows(gold)
+    assert_gold(got, expected_month(data, 2025, 2).gold)
+    assert all(r["rendimento"] is not None for r in got)
+
+
 def test_a_lake_with_gold_from_before_the_reconciliation_keeps_working(
     spark: SparkSession, tmp_path: Path
 ) -> None:
