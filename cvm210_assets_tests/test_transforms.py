@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from decimal import Decimal
+import random
+from decimal import Decimal, localcontext
 from pathlib import Path
 
 import pytest
@@ -187,6 +188,157 @@ def test_reconciliation_of_hand_made_months_exact_whatever_decimal_precision_los
     outcome = gold_asset.evaluate_reconciliation(quality, largest)
     assert not outcome.passed
     assert outcome.metadata["fund_months_over_tolerance"] == 3
+
+
+def _return_cases() -> list[tuple[Decimal | None, Decimal | None, Decimal | None]]:
+    """(pl_anterior, cota_anterior, cota) at the fast path's boundaries: exact half cents and
+    fractions just inside and outside its error bound, results near its magnitude limit, the
+    largest PL and the bounds of the exact path, signs, zeros and NULLs; and a sweep of random
+    funds from R$ 1 to R$ 10¹⁵ and returns from 10⁻¹² to ×10⁴."""
+    q = Decimal("1e-12")
+    cases: list[tuple[Decimal | None, Decimal | None, Decimal | None]] = []
+    one, pl = Decimal(1), Decimal("1000000.00")  # 10⁸ cents: a quota step is 10⁻⁴ cent
+    for n in (4999, 5000, 5001, 14999, 15000, 15001):  # 0.5 and 1.5 cents, and ± 10⁻⁴
+        cases += [(pl, one, one + n * q), (pl, one, one - n * q), (-pl, one, one + n * q)]
+    # A R$ 10⁷ fund with a quota of 1234.567890123: a step is 8.1 × 10⁻⁷ cent, the bound
+    # 3.6 × 10⁻⁶: the fractions 3 steps from ½ go the exact path, those 6 steps away the fast.
+    a, pl = Decimal("1234.567890123"), Decimal("10000000.00")
+    middle = int(((Decimal(12345) + Decimal("0.5")) * a / (pl * 100 * q)).to_integral_value())
+    cases += [(pl, a, a + (middle + k) * q) for k in range(-8, 9)]
+    # Near |y| = 2⁴⁶..2⁵⁰ cents, where the bound nears ½ cent.
+    for e in (44, 46, 48, 50, 51):
+        pl = Decimal(2**e) / 100
+        cases += [(pl, Decimal(3), Decimal("4.5")), (pl, Decimal("0.3"), Decimal("0.600000000001"))]
+        cases += [(pl, Decimal("1.000000000007"), Decimal("1.999999999993"))]
+    big = Decimal("999999999999999.99")
+    cases += [
+        (big, one, Decimal(10000)),  # 9998999999999999900.01: the exact path
+        (big, one, Decimal(10**10)),  # past 38 digits: NULL
+        (big, q, one),  # a return of R$ 10²⁷: NULL
+        (big, Decimal("1.234567890123"), Decimal("1.234567890124")),
+        (Decimal("900000000000000.00"), Decimal("1.234567890123"), Decimal("1.234567890124")),
+        (Decimal("900000000000729.00"), Decimal("1.234567890124"), Decimal("1.24")),
+        (Decimal("1000.00"), Decimal(0), one),
+        (Decimal("1000.00"), one, Decimal(0)),
+        (Decimal("1000.00"), Decimal(-1), one),
+        (Decimal("1000.00"), one, None),
+        (Decimal("1000.00"), None, one),
+        (None, one, Decimal("1.1")),
+        (Decimal("0.00"), one, Decimal("1.1")),
+        (Decimal("-0.01"), one, Decimal("1.5")),
+    ]
+    rng = random.Random(210)
+    steps = ("1e-12", "1e-9", "1e-6", "1e-4", "1e-2", "0.5", "10", "1e4")
+    with localcontext(prec=60):
+        for _ in range(3000):
+            pl = Decimal(rng.randrange(1, 10**17)).scaleb(-2 - rng.randrange(0, 16))
+            a = Decimal(rng.randrange(1, 10**15)).scaleb(-rng.randrange(0, 14)).quantize(q)
+            step = Decimal(rng.choice(steps)) * Decimal(repr(rng.random())) * rng.choice((-1, 1))
+            b = min(max((a * (1 + step)).quantize(q), q), Decimal("999999999999999"))
+            cases.append((pl.quantize(Decimal("0.01")), a, b))
+    return cases
+
+
+def test_fast_daily_return_equals_the_exact_one_on_both_sides_of_its_bound(
+    spark: SparkSession,
+) -> None:
+    """The DOUBLE fast path of the daily return, the exact path and the whole CASE against
+    Python's exact Decimal (the reference's `_rendimento_dia`), row by row. Exact half cents and
+    fractions well within the error bound E of ½ take the exact path; those well outside it,
+    with the result below 2⁵⁰ cents, the fast one; each path takes many rows."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import IntegerType, StructField, StructType
+
+    from cvm210_assets.lake.schemas import MONEY, QUOTA
+    from cvm210_assets.transforms.gold import _exact_return, _fast_return, _return_of_the_day
+    from cvm210_assets_tests.reference import _rendimento_dia
+
+    cases = _return_cases()
+    schema = StructType(
+        [
+            StructField("i", IntegerType()),
+            StructField("pl", MONEY),
+            StructField("a", QUOTA),
+            StructField("b", QUOTA),
+        ]
+    )
+    args = (F.col("pl"), F.col("a"), F.col("b"))
+    applies, _ = _fast_return(*args)
+    got = {
+        r["i"]: r
+        for r in spark.createDataFrame([(i, *c) for i, c in enumerate(cases)], schema)
+        .select(
+            "i",
+            applies.alias("fast"),
+            _return_of_the_day(*args).alias("value"),
+            _exact_return(*args).alias("exact"),
+        )
+        .collect()
+    }
+    fast = slow = 0
+    for i, (pl, a, b) in enumerate(cases):
+        expected = None if pl is None else _rendimento_dia(pl, a, b)
+        row = got[i]
+        assert (row["value"], row["exact"]) == (expected, expected), (pl, a, b)
+        if pl is None or a is None or b is None or a <= 0 or b <= 0:
+            continue
+        with localcontext(prec=60):
+            r = abs(pl * 100 * (b - a) / a)
+            distance = abs(r - int(r) - Decimal("0.5"))
+            bound = pl.copy_abs() * 100 * (a + b) / a * Decimal(2) ** -49
+        if distance == 0 or distance < bound / 2:
+            assert not row["fast"], (pl, a, b)
+        elif distance > bound * 2 and r < 2**49 and pl.copy_abs() * 100 * (a + b) < 10**24:
+            assert row["fast"], (pl, a, b)
+        fast, slow = fast + bool(row["fast"]), slow + (not row["fast"])
+    assert fast > 2000 and slow > 500, (fast, slow)
+
+
+def test_a_month_of_fast_and_exact_daily_returns_sums_both(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """A month mixes days whose return takes the fast path with days that take the exact one
+    (a return of exactly half a cent; a PL near R$ 2 × 10¹³, whose bound is wide) and flows of
+    R$ 3 × 10¹³: gold's sums equal the 50-digit reference's to the cent."""
+    days = ("03", "04", "05", "06", "07")
+
+    def fund(cnpj: str, *values: tuple[str, str, str, str]) -> list[str]:
+        return [
+            f"FI;{cnpj};2025-02-{d};1;{quota};{pl};{captc};{resg};1"
+            for d, (quota, pl, captc, resg) in zip(days, values, strict=True)
+        ]
+
+    lines = fund(  # 1000000.00 × 5 × 10⁻⁹ = 0.005: a half cent on the 4th, the exact path
+        "11.111.111/0001-11",
+        ("1", "1000000.00", "0", "0"),
+        ("1.000000005", "1000000.01", "0", "0"),
+        ("1.000100005", "1000100.02", "5.00", "0"),
+        ("1.000200000", "1000195.00", "0", "2.50"),
+        ("1.000150000", "1000145.03", "0", "0"),
+    )
+    lines += fund(  # crosses R$ 2 × 10¹³ on the 5th and back on the 7th
+        "22.222.222/0001-22",
+        ("1.234567890123", "19999999999999.99", "0", "0"),
+        ("1.234567890124", "19999999999999.98", "0", "0"),
+        ("1.234600000000", "20000520000000.01", "0", "0"),
+        ("1.234500000000", "19998900000000.00", "0", "0"),
+        ("1.234500000001", "19998900000000.13", "0", "0"),
+    )
+    lines += fund(  # an ordinary fund with one inflow past R$ 2 × 10¹³
+        "33.333.333/0001-33",
+        ("2", "500000.00", "0", "0"),
+        ("2.001", "30000000500250.00", "30000000000000.00", "0"),
+        ("2.002", "500500.00", "0", "30000000000000.00"),
+        ("2.003", "500750.25", "0", "0"),
+        ("2.0035", "500875.37", "0", "0"),
+    )
+    data = csv_of(*lines, layout="b")
+    path = tmp_path / "inf_diario_fi_202502.csv"
+    path.write_bytes(data)
+    _, _, _, gold = run_transforms(spark, path, "b", Month(2025, 2))
+    got = rows(gold)
+    assert_gold(got, expected_month(data, 2025, 2).gold)
+    assert all(r["rendimento"] is not None for r in got)
 
 
 def test_a_lake_with_gold_from_before_the_reconciliation_keeps_working(

@@ -147,9 +147,12 @@ def _successions(rows: DataFrame) -> DataFrame:
     # Each key's last (first) report date joined to the month's calendar by equality: the
     # stops (starts) are the few keys whose date is not the month's last (first).
     last = spans.withColumn("dia", F.col("fim.dt_comptc"))
+    # A stop's successor starts on its last day or the next: one row for each, so the pairs
+    # are an equi-join on the day and not every stop against every start of the month.
     stops = (
         last.join(F.broadcast(calendar), [*_MONTH, "dia"])
         .where(F.col("dia") < F.col("ultimo_dia"))
+        .withColumn("inicio", F.explode(F.array("dia", "proximo_dia")))
         .alias("o")
     )
     first = spans.withColumn("dia", F.col("ini.dt_comptc"))
@@ -162,7 +165,7 @@ def _successions(rows: DataFrame) -> DataFrame:
         starts,
         (F.col("o.ano") == F.col("i.ano"))
         & (F.col("o.mes") == F.col("i.mes"))
-        & F.col("i.dia").isin(F.col("o.dia"), F.col("o.proximo_dia"))
+        & (F.col("o.inicio") == F.col("i.dia"))
         & _close(F.col("i.ini.vl_patrim_liq"), F.col("o.fim.vl_patrim_liq"), TOLERANCIA_SUCESSAO)
         & _close(F.col("i.ini.vl_quota"), F.col("o.fim.vl_quota"), TOLERANCIA_SUCESSAO)
         & _other_key("o", "i"),
