@@ -10,16 +10,18 @@ tables whose features both read (spark_tables.TABLE_PROPERTIES).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
 from cvm210_assets.lake.schemas import PARTITION_COLUMNS
 from cvm210_assets.lake.storage import LakeStorage, LocalStorage
 from cvm210_assets.partitions import Month
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as pads
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,10 @@ class DeltaRsTables:
     def _dataset(
         self, files: list[str], schema: pa.Schema, hive_root: str | None = None
     ) -> pads.Dataset:
+        # Imported here: pyarrow.dataset imports pandas, 0.3 s of every load of the code
+        # location, which a run that skips its unchanged months never needs.
+        import pyarrow.dataset as pads
+
         options: dict[str, Any] = {"schema": schema, "format": "parquet"}
         if hive_root is not None:
             partitions = pa.schema([schema.field(c) for c in PARTITION_COLUMNS])
