@@ -75,7 +75,7 @@ def spark():
 
     # A run's session lives for one run; this one for 550 tests, with what Spark keeps of
     # each (broadcasts until its cleaner runs, caches): in 2 GB it spent the last tests
-    # collecting garbage more than working, and once stuck there.
+    # collecting garbage more than working, where a CI run once stalled.
     settings = replace(settings_for("unused", "unused"), spark_driver_memory="3g")
     # Delta Lake's jars, and s3a's for the tests whose lake is on moto's S3.
     conf = spark_config(settings) | session_jars(settings.jar_cache, ("delta", "s3"))
@@ -106,7 +106,7 @@ def spark():
 def _forget_earlier_modules_tables() -> Iterator[None]:
     """Delta Lake's cache keeps a snapshot, with its plans, of every table the session has
     read; each test's lake is its own, so after a module its tables are only weight on the
-    shared session's 2 GB (a run's session reads ten tables, the test session hundreds)."""
+    shared session's heap (a run's session reads ten tables, the test session hundreds)."""
     yield
     from pyspark import SparkContext
 
