@@ -41,6 +41,11 @@ def in_schema(
     )
 
 
+def month_index(ano: Column, mes: Column) -> Column:
+    """A month as one ordered integer, ano × 12 + mes − 1: months apart are its difference."""
+    return ano * 12 + mes - 1
+
+
 def typed(column: Column, kind: DataType) -> Column:
     """`column` cast to `kind` by its SQL name: a type object sent through Spark Connect carries
     an explicit collation, which Delta records as `string collate UTF8_BINARY`, a type delta-rs

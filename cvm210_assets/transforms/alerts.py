@@ -26,7 +26,7 @@ from pyspark.sql.types import (
 )
 
 from cvm210_assets.alerts.config import AlertRules
-from cvm210_assets.lake.schemas import MONEY, MONEY_SUM, in_schema
+from cvm210_assets.lake.schemas import MONEY, MONEY_SUM, in_schema, month_index
 
 KEY = ("cnpj_fundo", "id_subclasse")
 RULES = (
@@ -119,7 +119,7 @@ def outflow_streaks(silver: DataFrame) -> DataFrame:
 
 
 def _index(frame: DataFrame) -> Column:
-    return frame["ano"] * 12 + frame["mes"] - 1
+    return month_index(frame["ano"], frame["mes"])
 
 
 def peer_months(gold: DataFrame, pares: DataFrame, rules: AlertRules) -> DataFrame:

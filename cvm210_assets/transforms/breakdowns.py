@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from cvm210_assets.lake.schemas import GOLD_BREAKDOWNS, MONEY_SUM, in_schema
+from cvm210_assets.lake.schemas import GOLD_BREAKDOWNS, MONEY_SUM, in_schema, month_index
 from cvm210_assets.partitions import Month
 from cvm210_assets.transforms.events import registry_events
 
@@ -99,7 +99,7 @@ def monthly_groups(attributed: DataFrame) -> DataFrame:
     events = F.when(F.col("evento").isNotNull(), F.col("fluxo_liquido")).otherwise(zero)
     sums = (*FLOWS, "patrimonio_inicial", "fluxo_eventos")
     scoped = attributed.select(
-        (F.col("ano") * 12 + F.col("mes") - 1).alias("idx"),
+        month_index(F.col("ano"), F.col("mes")).alias("idx"),
         F.explode(scopes).alias("escopo"),
         *DIMENSIONS,
         *FLOWS,
@@ -125,7 +125,9 @@ def breakdowns(
     `present` among the 12 ending in `month` (which must be one of them), and of those after
     it that `registry_events` reads (a key still reporting then did not close before)."""
     target = _index(month)
-    marked = registry_events(gold, registry).where(F.col("ano") * 12 + F.col("mes") - 1 <= target)
+    marked = registry_events(gold, registry).where(
+        month_index(F.col("ano"), F.col("mes")) <= target
+    )
     monthly = monthly_groups(attribute(marked, registry))
     rows = monthly.where(F.col("idx") == target).drop("idx")
     have = {_index(m) for m in present}

@@ -16,7 +16,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from cvm210_assets.gold_rules import ENCERRAMENTO, MESES_ENCERRAMENTO, SUCESSAO, TRANSFERENCIA
-from cvm210_assets.lake.schemas import MONEY
+from cvm210_assets.lake.schemas import MONEY, month_index
 
 # Gold's fingerprint holds this: bump it when a rule or a tolerance changes, and gold's months
 # (and what reads them) are recomputed, not bronze's or silver's.
@@ -201,10 +201,6 @@ def with_events(monthly: DataFrame, silver: DataFrame) -> DataFrame:
     return joined.drop(*(f"_ev_{c}" for c in (*_KEY, *_MONTH)))
 
 
-def _month_index(year: Column, month: Column) -> Column:
-    return year * 12 + month - 1
-
-
 def registry_events(gold: DataFrame, registry: DataFrame) -> DataFrame:
     """`gold` (rows of consecutive months) with `evento` = `encerramento` where the registry
     says the key was cancelled in that month or the MESES_ENCERRAMENTO after it and the key
@@ -227,9 +223,9 @@ def registry_events(gold: DataFrame, registry: DataFrame) -> DataFrame:
         F.col("cnpj_fundo").alias("_c_cnpj"), F.col("data_cancelamento").alias("_c_data")
     )
     key = Window.partitionBy(*_KEY).orderBy(*_MONTH)
-    month = _month_index(F.col("ano"), F.col("mes"))
+    month = month_index(F.col("ano"), F.col("mes"))
     data = F.coalesce(F.col("_s_data"), F.col("_c_data"))
-    cancelled_in = _month_index(F.year(data), F.month(data))
+    cancelled_in = month_index(F.year(data), F.month(data))
     following = F.lead(month).over(key)
     last = (
         F.col("evento").isNull()
