@@ -76,16 +76,21 @@ def _best(pairs: DataFrame) -> DataFrame:
 
 def _sides(pairs: DataFrame, evento: str) -> DataFrame:
     """Both sides of each pair as fund-month marks, each naming the other (the outgoing side
-    alone when its counterpart is unknown)."""
+    alone when its counterpart is unknown). One pass over the pairs: a union of the two sides
+    would plan (and run) everything that found the pairs twice."""
     columns = ("cnpj_fundo", "id_subclasse", "contraparte_cnpj", "contraparte_id_subclasse")
-    out = pairs.select("o_cnpj", "o_sub", "i_cnpj", "i_sub", "ano", "mes", "valor").toDF(
-        *columns, "ano", "mes", "valor"
+
+    def side(key: str, other: str) -> Column:
+        names = (f"{key}_cnpj", f"{key}_sub", f"{other}_cnpj", f"{other}_sub")
+        return F.struct(*(F.col(n).alias(c) for n, c in zip(names, columns, strict=True)))
+
+    both = F.array(side("o", "i"), F.when(F.col("i_cnpj").isNotNull(), side("i", "o")))
+    return (
+        pairs.select(F.explode(both).alias("_side"), "ano", "mes", "valor")
+        .where(F.col("_side").isNotNull())
+        .select(*(F.col(f"_side.{c}").alias(c) for c in columns), "ano", "mes", "valor")
+        .withColumn("evento", F.lit(evento))
     )
-    matched = pairs.where(F.col("i_cnpj").isNotNull())
-    into = matched.select("i_cnpj", "i_sub", "o_cnpj", "o_sub", "ano", "mes", "valor").toDF(
-        *columns, "ano", "mes", "valor"
-    )
-    return out.unionByName(into).withColumn("evento", F.lit(evento))
 
 
 def _pair(dia: Column, valor: Column, recebido: Column) -> list[Column]:
@@ -129,6 +134,19 @@ def _transfers(rows: DataFrame) -> DataFrame:
     return _sides(_best(pairs), TRANSFERENCIA)
 
 
+def _report(end: str) -> Column:
+    """The key-month's first (`min`) or last (`max`) report as a struct (dt_comptc,
+    vl_patrim_liq, vl_quota), aggregated field by field: a `min` of the whole struct is a sort
+    of every row (Spark hash-aggregates no struct), `min_by` of each field a hash aggregate
+    that shuffles one partial row per key (a 3.7 M-row batch's gold: about 20 % less CPU).
+    Silver's key is unique, so the report of the extreme date is one row."""
+    extreme, of_that_day = (F.min, F.min_by) if end == "min" else (F.max, F.max_by)
+    return F.struct(
+        extreme("dt_comptc").alias("dt_comptc"),
+        *(of_that_day(field, "dt_comptc").alias(field) for field in ("vl_patrim_liq", "vl_quota")),
+    )
+
+
 def _successions(rows: DataFrame) -> DataFrame:
     """`sucessao`: a key that stops reporting before the month's last report date, and another
     that starts after the month's first, on the same day or the market's next report date, with
@@ -142,8 +160,9 @@ def _successions(rows: DataFrame) -> DataFrame:
         F.min("dt_comptc").over(in_month).alias("primeiro_dia"),
         F.max("dt_comptc").over(in_month).alias("ultimo_dia"),
     )
-    day = F.struct("dt_comptc", "vl_patrim_liq", "vl_quota")
-    spans = rows.groupBy(*_KEY, *_MONTH).agg(F.min(day).alias("ini"), F.max(day).alias("fim"))
+    spans = rows.groupBy(*_KEY, *_MONTH).agg(
+        _report("min").alias("ini"), _report("max").alias("fim")
+    )
     # Each key's last (first) report date joined to the month's calendar by equality: the
     # stops (starts) are the few keys whose date is not the month's last (first).
     last = spans.withColumn("dia", F.col("fim.dt_comptc"))
