@@ -85,8 +85,10 @@ def silver_quality(silver: DataFrame, months: Sequence[Month]) -> dict[Month, Si
         .collect()
     }
     # Check digits per distinct CNPJ, on the driver, not per row; the months of the few bad ones.
-    cnpjs = silver.select("cnpj_fundo", *PARTITION_COLUMNS).distinct().collect()
-    bad = set(bad_check_digits(sorted({r[0] for r in cnpjs if r[0] is not None})))
+    # As Arrow: a 3.7 M-row batch's 185 k (CNPJ, month) pairs in 0.2 s, not 0.8 s of Row objects.
+    pairs = silver.select("cnpj_fundo", *PARTITION_COLUMNS).distinct().toArrow()
+    cnpjs = list(zip(*(pairs.column(c).to_pylist() for c in pairs.column_names), strict=True))
+    bad = set(bad_check_digits(sorted({c for c, _, _ in cnpjs if c is not None})))
     bad_by_month: dict[tuple[int, int], list[str]] = {}
     for cnpj, ano, mes in cnpjs:
         if cnpj in bad:
