@@ -138,8 +138,8 @@ def _report(end: str) -> Column:
     """The key-month's first (`min`) or last (`max`) report as a struct (dt_comptc,
     vl_patrim_liq, vl_quota), aggregated field by field: a `min` of the whole struct is a sort
     of every row (Spark hash-aggregates no struct), `min_by` of each field a hash aggregate
-    that shuffles one partial row per key (a 3.7 M-row batch's gold: about 20 % less CPU).
-    Silver's key is unique, so the report of the extreme date is one row."""
+    that shuffles one partial row per key (a 3.7 M-row batch's KPIs alone: 34-36 -> 25 s of
+    JVM CPU). Silver's key is unique, so the report of the extreme date is one row."""
     extreme, of_that_day = (F.min, F.min_by) if end == "min" else (F.max, F.max_by)
     return F.struct(
         extreme("dt_comptc").alias("dt_comptc"),
