@@ -35,7 +35,7 @@ from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
 from cvm210_assets.fake_cvm.server import FakeCvm
 from cvm210_assets.partitions import Month
 from cvm210_assets.report import report_data
-from cvm210_assets.transforms.registry import ARROW_SCHEMA
+from cvm210_assets.transforms.registry import arrow_schema
 from cvm210_assets_tests.conftest import (
     Pipeline,
     free_port,
@@ -550,7 +550,7 @@ def test_a_fund_the_registry_cancelled_after_its_last_month_is_an_event_not_an_a
     ]  # fmt: skip
     write_deltalake(
         pipeline.tables.uri("fund_registry"),
-        pa.Table.from_pylist(rows, schema=ARROW_SCHEMA),
+        pa.Table.from_pylist(rows, schema=arrow_schema()),
         storage_options=pipeline.tables.options,
     )
 

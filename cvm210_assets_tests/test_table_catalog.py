@@ -8,7 +8,7 @@ import re
 import pytest
 from dagster import AssetKey
 
-from cvm210_assets.alerts.channels import DELIVERY_LOG_SCHEMA
+from cvm210_assets.alerts.channels import delivery_log_schema
 from cvm210_assets.cli import main
 from cvm210_assets.lake import schemas
 from cvm210_assets.lake.table_catalog import (
@@ -34,7 +34,7 @@ COLUMNS = {
     "gold_breakdowns": schemas.GOLD_BREAKDOWNS.fieldNames(),
     "gold_pares": schemas.GOLD_PARES.fieldNames(),
     "outflow_alerts": OUTFLOW_ALERTS.fieldNames(),
-    "alert_deliveries": DELIVERY_LOG_SCHEMA.names,
+    "alert_deliveries": delivery_log_schema().names,
     "fund_registry": schemas.FUND_REGISTRY.fieldNames(),
 }
 

@@ -9,11 +9,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from email.message import EmailMessage
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from cvm210_assets.alerts.config import Advisor
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 REGISTRY_COLUMNS = ("nome", "gestor", "cnpj_gestor", "administrador")
 
@@ -37,6 +38,8 @@ def with_registry(alerts: pa.Table, registry: pa.Table | None) -> pa.Table:
             (alert["cnpj_fundo"], None), {}
         )
         names.append({**alert, **{c: entry.get(c) for c in REGISTRY_COLUMNS}})
+    import pyarrow as pa  # not with the code location
+
     return pa.Table.from_pylist(names, schema=alerts.schema)
 
 

@@ -10,7 +10,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import pyarrow.compute as pc
 from dagster import (
     AssetExecutionContext,
     BackfillPolicy,
@@ -180,6 +179,8 @@ class OutflowAlerts(MonthlyAsset):
         # The month and those after it, which the registry's event reads alone.
         gold = tables.read_months(GOLD_TABLE.name, [month, *following_months(plan.wanted)])
         if registry is not None and "data_cancelamento" in registry.schema.names:
+            import pyarrow.compute as pc  # not with the code location: most runs skip this
+
             cancelled = registry.to_table(
                 columns=["cnpj_fundo", "id_subclasse", "data_cancelamento"],
                 filter=pc.field("data_cancelamento").is_valid(),

@@ -8,10 +8,8 @@ whole in one commit. No Spark: the files are small, and the step runs where Dags
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
@@ -61,6 +59,9 @@ from cvm210_assets.transforms.registry import (
     read_csv,
 )
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 REGISTRY_ASSET = REGISTRY_TABLE.asset
 # Below this share of gold's funds with a registry entry, names are missing where users look.
 MIN_GOLD_COVERAGE = 0.9
@@ -91,8 +92,12 @@ class CvmRegistry(ConfigurableResource):
         return cls(zip_url=registry_url(settings.source_url, settings.registry_url))
 
 
-def evaluate(registry: pa.Table, gold: pa.Table | None, gold_month: Month | None) -> list[Outcome]:
+def evaluate(
+    registry: "pa.Table", gold: "pa.Table | None", gold_month: Month | None
+) -> list[Outcome]:
     """The three checks, on the rows about to be written and gold's latest month."""
+    import pyarrow.compute as pc  # not with the code location: only this step needs it
+
     keys = list(zip(*(registry.column(c).to_pylist() for c in FUND_REGISTRY_KEY), strict=True))
     duplicates = len(keys) - len(set(keys))
     cnpjs = registry.column("cnpj_fundo")
@@ -134,7 +139,9 @@ def evaluate(registry: pa.Table, gold: pa.Table | None, gold_month: Month | None
     ]
 
 
-def _latest_gold(state: StateStore, tables: DeltaRsTables) -> tuple[Month | None, pa.Table | None]:
+def _latest_gold(
+    state: StateStore, tables: DeltaRsTables
+) -> "tuple[Month | None, pa.Table | None]":
     """gold_kpis' latest month (from its state records) and that month's keys."""
     months = state.months(GOLD_ASSET)
     if not months:
@@ -231,8 +238,10 @@ def fund_registry(
 
 
 def _metadata(
-    table: pa.Table, ignored: Mapping[str, int], version: int, tables: DeltaRsTables
+    table: "pa.Table", ignored: Mapping[str, int], version: int, tables: DeltaRsTables
 ) -> dict[str, Any]:
+    import pyarrow.compute as pc
+
     by_source = pc.value_counts(table.column("fonte")).to_pylist()
     return {
         "dagster/row_count": table.num_rows,

@@ -12,8 +12,6 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from cvm210_assets.lake.schemas import PARTITION_COLUMNS
@@ -203,6 +201,9 @@ def keep_time_travel(tables: DeltaRsTables, table: str, keep: dt.timedelta) -> b
 def file_figures(tables: DeltaRsTables, table: str) -> dict[str, Any]:
     """Files and bytes of the table's current version, and its months held in several files
     (none for a table that is not partitioned by month)."""
+    import pyarrow as pa  # imported by the upkeep alone, not with the code location
+    import pyarrow.compute as pc
+
     actions = pa.table(open_table(tables, table).get_add_actions(flatten=True))
     partitioned = "partition.ano" in actions.column_names
     months = actions.select(["partition.ano", "partition.mes"]).to_pylist() if partitioned else []

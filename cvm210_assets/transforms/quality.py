@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import numpy as np
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -34,6 +33,8 @@ def bad_check_digits(cnpjs: list[str]) -> list[str]:
     """The CNPJs whose check digits are wrong (or that are not 14 digits), in one vectorized
     pass over a month's distinct CNPJs (tens of thousands): as a Spark expression, the rule's
     28 substrings compiled slowly enough to cost seconds even on those."""
+    import numpy as np  # not with the code location: a run that skips its months needs none
+
     shaped = [c for c in cnpjs if len(c) == 14 and c.isascii() and c.isdigit()]
     wrong = [c for c in cnpjs if not (len(c) == 14 and c.isascii() and c.isdigit())]
     if not shaped:

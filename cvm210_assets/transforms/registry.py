@@ -35,11 +35,15 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from cvm210_assets.lake.schemas import FUND_REGISTRY
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 FONTE_NOVA = "registro_fundo_classe"
 FONTE_ANTIGA = "cad_fi"
@@ -95,7 +99,6 @@ CAD_FI_COLUMNS = (
 FUNDO_OPTIONAL = ("Data_Cancelamento",)
 CAD_FI_OPTIONAL = ("TP_FUNDO", "CLASSE_ANBIMA", "DT_CANCEL")
 
-ARROW_SCHEMA = to_arrow_schema(FUND_REGISTRY, timezone="UTC")
 _PUNCTUATION = re.compile(r"[.\-/\s]")
 _CAD_CLASS_PREFIX = re.compile(r"^Fundo (de |da |do )?", re.IGNORECASE)
 
@@ -325,7 +328,9 @@ def build_registry(
     }
     ordered = sorted(rows.items(), key=lambda item: (item[0][0], item[0][1] is not None, item[0]))
     records = [{**row, "dh_atualizacao": written_at} for _, (_, row) in ordered]
-    return Registry(pa.Table.from_pylist(records, schema=ARROW_SCHEMA), ignored)
+    import pyarrow as pa
+
+    return Registry(pa.Table.from_pylist(records, schema=arrow_schema()), ignored)
 
 
 def _funds(rows: Sequence[Mapping[str, str]]) -> dict[str, dict]:
@@ -386,3 +391,10 @@ def _cad_fi(rows: Sequence[Mapping[str, str]]) -> tuple[dict[str, dict], int]:
             "fonte": FONTE_ANTIGA,
         }
     return out, bad
+
+
+@cache
+def arrow_schema() -> pa.Schema:
+    """fund_registry's schema in Arrow, built when first used: not when the code location loads,
+    which would import pyarrow and numpy (0.15 s) for runs that never build a registry."""
+    return to_arrow_schema(FUND_REGISTRY, timezone="UTC")
