@@ -272,8 +272,8 @@ def month_targets(last: Month, work: Path, big_rows: int) -> dict:
             "rows": tiny.count(b"\n") - 1,
             **run_cli(last, last, work / "tiny-lake", work / "tiny-home", fake.base_url),
         }
-        # Rerun as a user reruns it: in the Dagster instance that ran the month (a fresh
-        # DAGSTER_HOME would add creating Dagster's SQLite storage, about 0.7 s, to the figure).
+        # Rerun as a user reruns it: in the Dagster instance that ran the month, not in a fresh
+        # DAGSTER_HOME, which would add creating Dagster's SQLite storage to the figure.
         out["unchanged"] = run_cli(
             last, last, work / "tiny-lake", work / "tiny-home", fake.base_url
         )
