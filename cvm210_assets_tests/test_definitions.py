@@ -116,3 +116,17 @@ def test_the_automation_the_ui_shows() -> None:
     keys = repository.asset_graph.asset_check_keys
     checks = {(k.asset_key.to_user_string(), k.name) for k in keys}
     assert {("silver", "current_month_fresh"), ("raw_zip", "cvm_copy_not_newer")} <= checks
+
+
+def test_loading_the_code_location_imports_no_arrow_numpy_pandas_or_aws() -> None:
+    """Every CLI command, run and UI reload loads the code location first: what the few steps
+    that need them import stays out of it (an unchanged month's rerun, issue 14)."""
+    probe = (
+        "import sys, cvm210_assets.definitions; "
+        "print(sorted(m for m in ('pyarrow', 'numpy', 'pandas', 'boto3', 'dagster_aws')"
+        " if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout
