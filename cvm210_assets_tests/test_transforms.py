@@ -17,7 +17,7 @@ from cvm210_assets.assets import gold as gold_asset
 from cvm210_assets.assets import silver as silver_asset
 from cvm210_assets.assets.common import outcomes_from_record
 from cvm210_assets.fake_cvm.generator import MonthSpec, generate_month
-from cvm210_assets.lake.schemas import SILVER
+from cvm210_assets.lake.schemas import SILVER, literal_frame, sql_literal
 from cvm210_assets.lake.spark_tables import SparkDeltaTables
 from cvm210_assets.lake.storage import LocalStorage
 from cvm210_assets.lake.tables import DeltaRsTables
@@ -40,6 +40,41 @@ from cvm210_assets_tests.test_reference import RECONCILE_CSV, RECONCILED, csv_of
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)
 MARCH = Month(2024, 3)
+
+
+# Text that quoting could get wrong, and instants either side of the epoch.
+AWKWARD_TEXT = ("it's", "back\\slash", "\\'; DROP TABLE x; --", "ação ☃", "", "a\nb")
+
+
+def test_literal_frame_holds_every_value_as_given(spark: SparkSession) -> None:
+    schema = "texto string, inteiro bigint, valor decimal(27,12), instante timestamp, dia date,"
+    schema += " ok boolean"
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    rows = [
+        (text, -(2**40) + i, Decimal("-12345678901234.123456789012"), instant, day, i % 2 == 0)
+        for i, (text, instant, day) in enumerate(
+            zip(
+                AWKWARD_TEXT,
+                [NOW, epoch - dt.timedelta(microseconds=1)] * 3,
+                [dt.date(2024, 2, 29), dt.date(1900, 1, 1)] * 3,
+                strict=True,
+            )
+        )
+    ]
+    rows.append((None, None, None, None, None, None))
+    struct = spark.createDataFrame([], schema).schema
+    got = literal_frame(spark, rows, struct)
+    assert got.schema.simpleString() == struct.simpleString()
+    # Instants as microseconds since the epoch: what Spark holds, whatever the local zone.
+    read = got.selectExpr("texto", "inteiro", "valor", "unix_micros(instante)", "dia", "ok")
+    micros = [r[3] and (r[3] - epoch) // dt.timedelta(microseconds=1) for r in rows]
+    assert [tuple(r) for r in read.collect()] == [
+        (*r[:3], m, *r[4:]) for r, m in zip(rows, micros, strict=True)
+    ]
+    assert micros[1] == -1
+    assert literal_frame(spark, [], struct).count() == 0
+    with pytest.raises(TypeError, match="no SQL literal for object"):
+        sql_literal(object())
 
 
 def run_transforms(spark: SparkSession, path: Path, layout: str, month: Month):
