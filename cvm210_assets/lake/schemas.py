@@ -89,8 +89,6 @@ def sql_literal(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
-    if isinstance(value, float):
-        return f"'{value!r}'"  # 'nan' and 'inf' too
     if isinstance(value, Decimal):
         return f"'{value}'"
     if isinstance(value, str):
