@@ -181,6 +181,7 @@ def test_remote_runs_send_only_session_settings(monkeypatch: pytest.MonkeyPatch)
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        "spark.sql.optimizer.dynamicPartitionPruning.enabled": "false",
         "spark.sql.shuffle.partitions": "2",
         "spark.databricks.delta.snapshotPartitions": "2",
     }  # no JVM options, no Delta extension: the server has those
