@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import RESULTS, duckdb_reference, machine
+from run import duckdb_reference, machine, write_results
 
 from cvm210_assets.fake_cvm.generator import MonthSpec, business_days, generate_month
 
@@ -179,10 +179,7 @@ def main() -> None:
                 size["duckdb"] = round(duckdb_reference(csvs[0], work / "duck.parquet"), 2)
             report["sizes"].append(size)
             print(json.dumps(size), flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (RESULTS / f"{args.out}.md").write_text(markdown(report))
-    print(markdown(report))
+    write_results(args.out, report, markdown(report))
 
 
 def markdown(report: dict) -> str:

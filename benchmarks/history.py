@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import RESULTS, duckdb_reference, machine
+from run import duckdb_reference, machine, write_results
 
 from cvm210_assets.assets.ingestion import S3_CSV
 from cvm210_assets.fake_cvm.generator import MonthSpec, business_days, generate_month
@@ -362,10 +362,7 @@ def main() -> None:
             print(json.dumps({"history": report["history"]}), flush=True)
         if args.month_rows:
             report |= month_targets(last, Path(tmp) / "months", args.month_rows)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (RESULTS / f"{args.out}.md").write_text(markdown(report))
-    print(markdown(report))
+    write_results(args.out, report, markdown(report))
 
 
 if __name__ == "__main__":

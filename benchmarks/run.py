@@ -317,6 +317,14 @@ def duckdb_reference(csv_path: Path, out: Path) -> float:
     return round(best, 2)
 
 
+def write_results(name: str, report: dict, text: str) -> None:
+    """The figures as results/<name>.json and the table as results/<name>.md, shown too."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (RESULTS / f"{name}.md").write_text(text)
+    print(text)
+
+
 def machine() -> dict:
     meminfo = Path("/proc/meminfo").read_text().split("\n")[0].split()
     model = next(
@@ -407,10 +415,7 @@ def main() -> None:
                 **_scenario("backfill", work / "lake-backfill", fake.base_url),
             }
     report["benchmark_s"] = round(time.perf_counter() - started, 1)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (RESULTS / f"{args.out}.md").write_text(markdown(report))
-    print(markdown(report))
+    write_results(args.out, report, markdown(report))
 
 
 def markdown(report: dict) -> str:
