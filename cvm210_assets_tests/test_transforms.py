@@ -42,7 +42,7 @@ NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)
 MARCH = Month(2024, 3)
 
 
-# Text that quoting could get wrong, and instants either side of the epoch.
+# Text that quoting by hand would get wrong.
 AWKWARD_TEXT = ("it's", "back\\slash", "\\'; DROP TABLE x; --", "ação ☃", "", "a\nb")
 
 
