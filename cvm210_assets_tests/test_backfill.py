@@ -77,6 +77,18 @@ def test_a_year_backfilled_in_one_run_downloads_the_archive_once(
             f"2019-{mes:02d}": len(expected_month(csv, 2019, mes).silver)
             for mes, csv in csvs.items()
         }
+        # Each month's bronze preview: its CSV's first five data lines, as read, numbered.
+        previews = {
+            e.event_log_entry.dagster_event.partition: e.asset_materialization.metadata[
+                "preview"
+            ].value.splitlines()[2:]
+            for e in instance.get_event_records(
+                EventRecordsFilter(DagsterEventType.ASSET_MATERIALIZATION, AssetKey("bronze"))
+            )
+        }
+        assert previews == {
+            f"2019-{mes:02d}": first_data_lines(csv, 5) for mes, csv in csvs.items()
+        }
         checks = instance.get_event_records(
             EventRecordsFilter(DagsterEventType.ASSET_CHECK_EVALUATION)
         )
@@ -134,3 +146,17 @@ def test_a_bad_month_in_a_range_fails_alone_and_a_rerun_finishes(
         assert_gold(
             pipeline.rows("gold_kpis", f"2024-{mes:02d}"), expected_month(csv, 2024, mes).gold
         )
+
+
+def first_data_lines(csv: bytes, n: int) -> list[str]:
+    """The first `n` non-empty data lines of a CSV as the bronze preview's markdown rows: the
+    header's columns as read (missing ones empty), then the line's number."""
+    header, *lines = csv.decode("latin-1").split("\n")
+    width = len(header.rstrip("\r").split(";"))
+    rows = []
+    for number, line in enumerate(lines, start=2):
+        fields = line.removesuffix("\r").split(";")
+        if fields != [""] and len(rows) < n:
+            cells = [*fields[:width], *[""] * (width - len(fields)), str(number)]
+            rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return rows

@@ -130,7 +130,10 @@ class Bronze(MonthlyAsset):
             version = work.tables.replace_months(
                 BRONZE_TABLE.name, keep, months, commit, cluster_by=BRONZE_TABLE.cluster_by
             ).version
-            previews = first_lines_by_month(keep, 5)
+            # From the rows just committed, not the CSVs: Parquet's page statistics on the line
+            # number spare reading every line of the batch again (2-3 s a batch of 3.5 M rows).
+            written = work.tables.read_months(BRONZE_TABLE.name, months)
+            previews = first_lines_by_month(written, 5)
             return {
                 p.month: Written(
                     record={
