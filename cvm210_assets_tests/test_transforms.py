@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import io
 import json
 import random
 from decimal import Decimal, localcontext
@@ -23,6 +24,7 @@ from cvm210_assets.lake.storage import LocalStorage
 from cvm210_assets.lake.tables import DeltaRsTables
 from cvm210_assets.partitions import Month
 from cvm210_assets.report import render_report, report_data
+from cvm210_assets.source.archive import _data_lines
 from cvm210_assets.source.layouts import LAYOUTS
 from cvm210_assets.transforms.bronze import bronze_lineage, bronze_rows, lineage_frame, read_lines
 from cvm210_assets.transforms.gold import kpis, month_sources
@@ -459,6 +461,31 @@ def test_latin1_text_and_extra_fields_are_kept_as_read(spark: SparkSession, tmp_
     assert reject["registro"] == line
     assert reject["motivo"] == "numero_de_campos"
     assert reject["detalhe"] == "esperados 9 campos, encontrados 11"
+
+
+def test_one_final_cr_is_removed_as_s3_csv_counts_the_lines(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """CRLF, a lone CR (an empty line), a line ending in two CRs and a CR inside a field: bronze
+    has exactly the lines s3_csv counted, each without one final CR."""
+    header = LAYOUTS["b"].header
+    good = "FI;00.017.024/0001-53;2024-03-01;1;1;1;0;0;1"
+    data = f"{header}\r\n{good}\r\n\r\n\r\r\n{good}\r\r\nFI;a\rb\r\n{good}\r".encode("latin-1")
+    path = tmp_path / "m.csv"
+    path.write_bytes(data)
+    bronze, *_ = run_transforms(spark, path, "b", MARCH)
+    found = {r["numero_linha"]: (r["TP_FUNDO"], r["qtd_campos"]) for r in rows(bronze)}
+    assert found == {
+        2: ("FI", 9),
+        4: ("\r", 1),
+        5: ("FI", 9),
+        6: ("FI", 2),
+        7: ("FI", 9),
+    }
+    # ...the lines s3_csv counts in the CSV it extracts (source/archive.py), header aside.
+    assert len(found) == _data_lines(io.BytesIO(data).readlines()) - 1
+    (last_value,) = [r["NR_COTST"] for r in rows(bronze) if r["numero_linha"] == 5]
+    assert last_value == "1\r"
 
 
 @pytest.fixture
