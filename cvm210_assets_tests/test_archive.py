@@ -20,6 +20,7 @@ from cvm210_assets.fake_cvm.generator import (
     yearly_zip,
 )
 from cvm210_assets.partitions import Month
+from cvm210_assets.source import archive
 from cvm210_assets.source.archive import (
     ArchiveError,
     MonthMember,
@@ -237,6 +238,29 @@ def test_rows_ignore_blank_lines_and_count_a_last_line_without_newline(tmp_path:
     )
 
     assert extracted.rows == 3
+    assert (tmp_path / "o.csv").read_bytes() == csv
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64, 1 << 20])
+@pytest.mark.parametrize("last", [b"", b"\r", b"\r\n", b"ROW", b"ROW\r", b"\r\r"])
+def test_rows_are_counted_alike_across_every_chunk_boundary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, last: bytes
+) -> None:
+    """Blank lines (LF, CRLF) first, in a run and last, a line of two CRs, a CR inside a line:
+    the data lines are the same wherever the member's chunks end."""
+    monkeypatch.setattr(archive, "CHUNK_BYTES", chunk)
+    header = LAYOUT_HEADERS["a"].encode()
+    row = b"00.017.024/0001-53;2024-01-02;1.00;1.000000000000;1.00;0.00;0.00;1"
+    body = b"\n\r\n" + row + b"\n\n\n\r\n\r\n" + row + b"\r\r\n" + row[:9] + b"\r" + row + b"\n"
+    csv = header + b"\r\n" + body + last.replace(b"ROW", row)
+    path = write(tmp_path, monthly_zip(2024, 1, csv))
+
+    extracted = extract_month(
+        path, MonthMember("inf_diario_fi_202401.csv", False), JAN_2024, tmp_path / "o.csv", "m"
+    )
+
+    # row, row + two CRs, the line with a CR inside; and the last line unless it is blank.
+    assert extracted.rows == 3 + (last not in (b"", b"\r", b"\r\n"))
     assert (tmp_path / "o.csv").read_bytes() == csv
 
 
