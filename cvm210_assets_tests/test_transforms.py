@@ -466,7 +466,7 @@ def test_latin1_text_and_extra_fields_are_kept_as_read(spark: SparkSession, tmp_
 def test_one_final_cr_is_removed_as_s3_csv_counts_the_lines(
     spark: SparkSession, tmp_path: Path
 ) -> None:
-    """CRLF, a lone CR (an empty line), a line ending in two CRs and a CR inside a field: bronze
+    """CRLF, an empty CRLF line, a line ending in two CRs and a CR inside a field: bronze
     has exactly the lines s3_csv counted, each without one final CR."""
     header = LAYOUTS["b"].header
     good = "FI;00.017.024/0001-53;2024-03-01;1;1;1;0;0;1"
