@@ -265,25 +265,25 @@ def test_rows_are_counted_alike_across_every_chunk_boundary(
     assert (tmp_path / "o.csv").read_bytes() == csv
 
 
+@pytest.mark.parametrize("whole_year", [False, True])
 @pytest.mark.parametrize("where", ["header", "row"])
 def test_a_line_without_end_is_refused_not_buffered(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, whole_year: bool
 ) -> None:
     """A member with no line break for megabytes (a bomb of one line) stops with the member's
-    name once a line passes MAX_LINE_BYTES, instead of growing in memory."""
+    name once a line passes MAX_LINE_BYTES, instead of growing in memory: a month's member or
+    a whole year's."""
     monkeypatch.setattr(archive, "MAX_LINE_BYTES", 1 << 20)
     header = LAYOUT_HEADERS["a"].encode() + b"\n"
     digits = bytes(48 + i % 10 for i in range(256))  # incompressible, so no zip-bomb ratio
     line = random.Random(1).randbytes(3 << 20).translate(digits)
     csv = (b"" if where == "header" else header) + line
-    path = write(tmp_path, monthly_zip(2024, 1, csv))
+    name = "inf_diario_fi_2024.csv" if whole_year else "inf_diario_fi_202401.csv"
+    zipped = yearly_single_member_zip(2024, csv) if whole_year else monthly_zip(2024, 1, csv)
+    path = write(tmp_path, zipped)
 
-    with pytest.raises(
-        ArchiveError, match=r"inf_diario_fi_202401\.csv: a line longer than 1048576"
-    ):
-        extract_month(
-            path, MonthMember("inf_diario_fi_202401.csv", False), JAN_2024, tmp_path / "o.csv", "m"
-        )
+    with pytest.raises(ArchiveError, match=rf"{name}: a line longer than 1048576"):
+        extract_month(path, MonthMember(name, whole_year), JAN_2024, tmp_path / "o.csv", "m")
 
 
 def test_measuring_into_devnull_gives_the_same_facts(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ decompresses beyond sane bounds (a zip bomb) or fails its CRC.
 from __future__ import annotations
 
 import hashlib
+import io
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -87,18 +88,14 @@ def extract_month(
                 if not header.strip():
                     raise ArchiveError(f"{where}: empty file, no header line")
                 if len(header) > MAX_LINE_BYTES:
-                    raise ArchiveError(
-                        f"{where}: a line longer than {MAX_LINE_BYTES} bytes; not a CSV"
-                    )
+                    raise _line_too_long(where)
                 layout = detect_layout(header.decode("latin-1"), where)
                 out.write(header)
                 digest.update(header)
                 written = len(header)
-                batches = (
-                    _month_batches(stream, _month_filter(layout, month))
-                    if member.whole_year
-                    else _whole_lines(stream, where)
-                )
+                batches = _whole_lines(stream, where)
+                if member.whole_year:
+                    batches = _month_batches(batches, _month_filter(layout, month))
                 for data, lines in batches:
                     out.write(data)
                     digest.update(data)
@@ -128,10 +125,13 @@ def _data_lines(lines: list[bytes]) -> int:
     return len(lines) - sum(lines.count(empty) for empty in (b"\n", b"\r\n", b"\r"))
 
 
-def _month_batches(stream: BinaryIO, keep: Callable[[bytes], bool]) -> Iterator[tuple[bytes, int]]:
-    """A whole-year member's lines of the month, in batches, each with its data lines."""
-    while lines := stream.readlines(CHUNK_BYTES):
-        kept = [line for line in lines if keep(line)]
+def _month_batches(
+    batches: Iterator[tuple[bytes, int]], keep: Callable[[bytes], bool]
+) -> Iterator[tuple[bytes, int]]:
+    """Of `_whole_lines` of a whole-year member, the month's lines, each batch with its data
+    lines."""
+    for data, _ in batches:
+        kept = [line for line in io.BytesIO(data).readlines() if keep(line)]
         yield b"".join(kept), _data_lines(kept)
 
 
@@ -147,18 +147,22 @@ def _whole_lines(stream: BinaryIO, where: str) -> Iterator[tuple[bytes, int]]:
         if end == 0:
             start.append(chunk)
             if sum(map(len, start)) > MAX_LINE_BYTES:
-                raise ArchiveError(f"{where}: a line longer than {MAX_LINE_BYTES} bytes; not a CSV")
+                raise _line_too_long(where)
             continue
         data = b"".join([*start, chunk[:end]])
         start = [chunk[end:]]
         lines = data.count(b"\n")
-        edged = b"\n" + data  # the chunk starts a line: an empty first line shows too
-        if b"\n\n" in edged or b"\n\r\n" in edged:
+        # The chunk starts a line, so an empty line is at its start or after a line break.
+        if data.startswith((b"\n", b"\r\n")) or b"\n\n" in data or b"\n\r\n" in data:
             split = data.split(b"\n")
             lines -= split.count(b"") - 1 + split.count(b"\r")
         yield data, lines
     last = b"".join(start)  # a last line without a line break
     yield last, int(last not in (b"", b"\r"))
+
+
+def _line_too_long(where: str) -> ArchiveError:
+    return ArchiveError(f"{where}: a line longer than {MAX_LINE_BYTES} bytes; not a CSV")
 
 
 def _month_filter(layout: Layout, month: Month):
