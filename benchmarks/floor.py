@@ -16,7 +16,7 @@ project's session settings, jars, JVM options and class archive. Two ways:
 Whatever the pipeline does beyond this costs more, so a target below the floor cannot be met
 on this engine and machine by any change to the pipeline. Sizes: a month of 20 rows, the
 month-sized target's 1.38-1.44 M rows, and three such months in one process (the history's
-batches are of up to 4 M rows), whose difference from one month is the floor's rate per row.
+batches are of up to 8 M rows), whose difference from one month is the floor's rate per row.
 Figures go to benchmarks/results/floor.{json,md}.
 """
 

@@ -26,7 +26,7 @@ from cvm210_assets.lake.spark_tables import SparkDeltaTables
 from cvm210_assets.lake.storage import LakeStorage, open_storage
 from cvm210_assets.lake.tables import DeltaRsTables
 from cvm210_assets.partitions import Month
-from cvm210_assets.settings import Settings
+from cvm210_assets.settings import DEFAULT_BATCH_ROWS, Settings
 from cvm210_assets.source.download import Downloaded, NotFound, NotModified, RetryPolicy, download
 from cvm210_assets.source.probe import Version, observe
 from cvm210_assets.spark_jars import JarCache
@@ -88,7 +88,7 @@ class Lake(ConfigurableResource):
     # boto3's attempts at each S3 request of an s3:// lake (its standard retry mode).
     s3_max_attempts: int = 5
     # A range's months share Spark jobs up to this many input rows a batch (assets/monthly.py).
-    batch_rows: int = 4_000_000
+    batch_rows: int = DEFAULT_BATCH_ROWS
     # How long vacuum keeps old versions readable (upkeep.py); never below MIN_TIME_TRAVEL.
     time_travel_days: int = 30
 
