@@ -16,7 +16,7 @@ from cvm210_assets.lake.schemas import SILVER as SILVER_SCHEMA
 from cvm210_assets.partitions import Month
 from cvm210_assets.transforms.breakdowns import breakdowns
 from cvm210_assets.transforms.events import events, registry_events
-from cvm210_assets.transforms.gold import kpis, month_sources
+from cvm210_assets.transforms.gold import fund_months, kpis, month_sources
 
 pytestmark = pytest.mark.spark
 
@@ -59,8 +59,15 @@ def _steady(key: str, pl: Decimal, days=DAYS, **changes: tuple) -> list[tuple]:
     return _rows(key, rows)
 
 
+def _silver(spark, rows: list[tuple]):
+    """The rows in silver's own schema, the columns the rules do not read NULL."""
+    missing = {f.name: F.lit(None) for f in SILVER_SCHEMA if f.name not in SILVER.names}
+    return in_schema(spark.createDataFrame(rows, SILVER), SILVER_SCHEMA, missing)
+
+
 def _events(spark, rows: list[tuple]) -> dict[tuple, tuple]:
-    found = events(spark.createDataFrame(rows, SILVER)).collect()
+    silver = _silver(spark, rows)
+    found = events(silver, fund_months(silver)).collect()
     return {
         (r.cnpj_fundo, r.id_subclasse): (r.evento, r.contraparte_cnpj, r.contraparte_id_subclasse)
         for r in found
@@ -124,8 +131,7 @@ def test_gold_carries_the_marks_and_other_fund_months_have_none(spark):
     rows = _steady("A", 10 * M, d5=("1", 0, 0, 10 * M), d6=("1", 0, 0, 0))
     rows += _steady("B/S1", M, d5=("1", 11 * M, 10 * M, 0), d6=("1", 11 * M, 0, 0))
     rows += _steady("B", 2 * M)
-    missing = {f.name: F.lit(None) for f in SILVER_SCHEMA if f.name not in SILVER.names}
-    silver = in_schema(spark.createDataFrame(rows, SILVER), SILVER_SCHEMA, missing)
+    silver = _silver(spark, rows)
     sources = month_sources(spark, {Month(2024, 3): ("inf_diario_fi_202403.csv", "sha")})
     gold = kpis(silver, sources, "test", dt.datetime(2024, 4, 1, tzinfo=dt.timezone.utc))
     marks = {

@@ -134,23 +134,11 @@ def _transfers(rows: DataFrame) -> DataFrame:
     return _sides(_best(pairs), TRANSFERENCIA)
 
 
-def _report(end: str) -> Column:
-    """The key-month's first (`min`) or last (`max`) report as a struct (dt_comptc,
-    vl_patrim_liq, vl_quota), aggregated field by field: a `min` of the whole struct is a sort
-    of every row (Spark hash-aggregates no struct), `min_by` of each field a hash aggregate
-    that shuffles one partial row per key (a 3.7 M-row batch's KPIs alone: 34-36 -> 25 s of
-    JVM CPU). Silver's key is unique, so the report of the extreme date is one row."""
-    extreme, of_that_day = (F.min, F.min_by) if end == "min" else (F.max, F.max_by)
-    return F.struct(
-        extreme("dt_comptc").alias("dt_comptc"),
-        *(of_that_day(field, "dt_comptc").alias(field) for field in ("vl_patrim_liq", "vl_quota")),
-    )
-
-
-def _successions(rows: DataFrame) -> DataFrame:
+def _successions(rows: DataFrame, fund_months: DataFrame) -> DataFrame:
     """`sucessao`: a key that stops reporting before the month's last report date, and another
     that starts after the month's first, on the same day or the market's next report date, with
-    the same PL and quota."""
+    the same PL and quota. Each key's first and last report of the month are `fund_months`'
+    (gold.fund_months): the KPIs' own, not aggregated from every row again."""
     days = rows.select(*_MONTH, "dt_comptc").distinct()
     in_month = Window.partitionBy(*_MONTH)
     calendar = days.select(
@@ -160,8 +148,8 @@ def _successions(rows: DataFrame) -> DataFrame:
         F.min("dt_comptc").over(in_month).alias("primeiro_dia"),
         F.max("dt_comptc").over(in_month).alias("ultimo_dia"),
     )
-    spans = rows.groupBy(*_KEY, *_MONTH).agg(
-        _report("min").alias("ini"), _report("max").alias("fim")
+    spans = fund_months.select(
+        *_KEY, *_MONTH, F.col("_first").alias("ini"), F.col("_last").alias("fim")
     )
     # Each key's last (first) report date joined to the month's calendar by equality: the
     # stops (starts) are the few keys whose date is not the month's last (first).
@@ -195,14 +183,15 @@ def _successions(rows: DataFrame) -> DataFrame:
 EVENT_COLUMNS = ("evento", "contraparte_cnpj", "contraparte_id_subclasse")
 
 
-def events(silver: DataFrame) -> DataFrame:
+def events(silver: DataFrame, fund_months: DataFrame) -> DataFrame:
     """The fund-months that are events: (cnpj_fundo, id_subclasse, ano, mes, evento,
     contraparte_cnpj, contraparte_id_subclasse), one row each. A key in several events of the
-    month keeps the largest (by amount moved; ties by code and counterpart, deterministically)."""
+    month keeps the largest (by amount moved; ties by code and counterpart, deterministically).
+    `fund_months` is gold.fund_months(silver)."""
     rows = silver.select(
         *_KEY, "dt_comptc", *_MONTH, "vl_quota", "vl_patrim_liq", "captc_dia", "resg_dia"
     )
-    marks = _transfers(rows).unionByName(_successions(rows))
+    marks = _transfers(rows).unionByName(_successions(rows, fund_months))
     largest = F.max(F.struct("valor", *EVENT_COLUMNS)).alias("_e")
     return (
         marks.groupBy(*_KEY, *_MONTH)
@@ -212,9 +201,10 @@ def events(silver: DataFrame) -> DataFrame:
 
 
 def with_events(monthly: DataFrame, silver: DataFrame) -> DataFrame:
-    """`monthly` (a row per key and month) with `EVENT_COLUMNS` of `events(silver)`, NULL for a
-    fund-month that is no event; joined NULL-safe, a class's id_subclasse is NULL."""
-    marks = events(silver).toDF(*(f"_ev_{c}" for c in (*_KEY, *_MONTH)), *EVENT_COLUMNS)
+    """`monthly` (gold.fund_months(silver), a row per key and month) with `EVENT_COLUMNS` of
+    `events(silver, monthly)`, NULL for a fund-month that is no event; joined NULL-safe, a
+    class's id_subclasse is NULL."""
+    marks = events(silver, monthly).toDF(*(f"_ev_{c}" for c in (*_KEY, *_MONTH)), *EVENT_COLUMNS)
     on = [F.col(c).eqNullSafe(F.col(f"_ev_{c}")) for c in (*_KEY, *_MONTH)]
     joined = monthly.join(marks, on, "left")
     return joined.drop(*(f"_ev_{c}" for c in (*_KEY, *_MONTH)))

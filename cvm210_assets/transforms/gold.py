@@ -168,31 +168,48 @@ def _month_of_days(day: str) -> Column:
     return F.when((pairs > 0) & (unknown == 0), F.sum(day)).try_cast(MONEY_SUM)
 
 
-def kpis(
-    silver: DataFrame, sources: DataFrame, pipeline_version: str, processed_at: dt.datetime
-) -> DataFrame:
-    """Each month's KPIs per (cnpj_fundo, id_subclasse); sums are exact DECIMALs. `sources` is
-    `month_sources(...)` of silver's months."""
+def fund_months(silver: DataFrame) -> DataFrame:
+    """silver's rows reconciled day by day and aggregated to one row per key and month: the
+    sums and extremes of `kpis`, and the month's first and last report as structs `_first` and
+    `_last` (dt_comptc, vl_patrim_liq, vl_quota, nr_cotst, tp_fundo), which the succession rule
+    reads too (transforms/events.py). Cache it when both read it: each would aggregate again."""
     zero = F.lit(0).cast(MONEY)
     captacao = F.coalesce(F.col("captc_dia"), zero)
     resgate = F.coalesce(F.col("resg_dia"), zero)
     # The first and the last report of the month, each as one struct ordered by its date.
     day = F.struct("dt_comptc", "vl_patrim_liq", "vl_quota", "nr_cotst", "tp_fundo")
-    days = daily_reconciliation(silver)
-    monthly = days.groupBy(*GOLD_KEY).agg(
-        # Silver's key is unique (a blocking check), so a row is a distinct dt_comptc.
-        F.count("dt_comptc").alias("dias_com_informe"),
-        F.sum(captacao).alias("total_captacao"),
-        F.sum(resgate).alias("total_resgate"),
-        F.avg("vl_patrim_liq").alias("patrimonio_medio"),
-        F.max("vl_quota").alias("cota_maxima"),
-        F.min("vl_quota").alias("cota_minima"),
-        F.min(day).alias("_first"),
-        F.max(day).alias("_last"),
-        F.count_if(captacao - resgate < 0).alias("dias_fluxo_negativo"),
-        _month_of_days("rendimento_dia").alias("rendimento"),
-        _month_of_days("residuo_dia").alias("residuo_conciliacao"),
+    return (
+        daily_reconciliation(silver)
+        .groupBy(*GOLD_KEY)
+        .agg(
+            # Silver's key is unique (a blocking check), so a row is a distinct dt_comptc.
+            F.count("dt_comptc").alias("dias_com_informe"),
+            F.sum(captacao).alias("total_captacao"),
+            F.sum(resgate).alias("total_resgate"),
+            F.avg("vl_patrim_liq").alias("patrimonio_medio"),
+            F.max("vl_quota").alias("cota_maxima"),
+            F.min("vl_quota").alias("cota_minima"),
+            F.min(day).alias("_first"),
+            F.max(day).alias("_last"),
+            F.count_if(captacao - resgate < 0).alias("dias_fluxo_negativo"),
+            _month_of_days("rendimento_dia").alias("rendimento"),
+            _month_of_days("residuo_dia").alias("residuo_conciliacao"),
+        )
     )
+
+
+def kpis(
+    silver: DataFrame,
+    sources: DataFrame,
+    pipeline_version: str,
+    processed_at: dt.datetime,
+    monthly: DataFrame | None = None,
+) -> DataFrame:
+    """Each month's KPIs per (cnpj_fundo, id_subclasse); sums are exact DECIMALs. `sources` is
+    `month_sources(...)` of silver's months; `monthly` is `fund_months(silver)`, when the
+    caller has cached it (its KPIs and the event rules both read it)."""
+    if monthly is None:
+        monthly = fund_months(silver)
     fluxo = (F.col("total_captacao") - F.col("total_resgate")).cast(MONEY_SUM)
     ends = monthly.select(
         "*",
