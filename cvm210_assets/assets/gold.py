@@ -204,7 +204,8 @@ class GoldKpis(MonthlyAsset):
             work.spark, {p.month: (csv_key(p.month), p.wanted["source_sha256"]) for p in plans}
         )
         # The KPIs and the succession rule both read each key-month's aggregate: cached, it is
-        # computed once (a 3.7 M-row batch's KPIs: 2-3 s less JVM CPU of about 30).
+        # computed once (a 3.7 M-row batch's KPIs: 2-4 s less JVM CPU of about 30 in three of
+        # four paired runs, benchmarks/README.md).
         monthly = fund_months(source).persist()
         gold = kpis(source, sources, PIPELINE_VERSION, now_utc(), monthly).persist()
         try:
